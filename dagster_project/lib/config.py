@@ -1,0 +1,363 @@
+"""The user's description of their data: ``cdp.yml``.
+
+Bringing your own data is writing this file, never changing code. Every source names a *kind*;
+the kind fixes which canonical fields exist, which are required and how each is typed, so the
+lake has the same column names whatever the source called them.
+
+Example::
+
+    version: 1
+    landing: landing            # folder the globs are relative to (relative to this file)
+    defaults:
+      phone_region: US
+    sources:
+      - name: crm
+        kind: people
+        format: csv
+        path: crm/*.csv
+        record_key: customer_number
+        mapping:
+          first_name: first_name
+          street_address: [house_number, street]   # joined with a space
+        identifiers:
+          loyalty_id: customer_number
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from identity.attributes import IDENTITY_ATTRIBUTES, is_valid_identifier_name
+
+
+class ConfigError(ValueError):
+    """A problem in cdp.yml that the user must fix; the message names the file and key."""
+
+
+class FieldType(StrEnum):
+    """Logical type of a canonical field in the lake."""
+
+    TEXT = "text"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One canonical field of a source kind."""
+
+    name: str
+    type: FieldType
+    required: bool = False
+    description: str = ""
+
+
+def _identity_fields(*names: str) -> tuple[FieldSpec, ...]:
+    # Identity attributes stay text in the lake; identity/normalize.py owns their parsing so a
+    # messy birth date is a counted null there, not a quarantined row here.
+    return tuple(FieldSpec(n, FieldType.TEXT, description="identity attribute") for n in names)
+
+
+class SourceKind(StrEnum):
+    """What a source holds; decides its canonical fields."""
+
+    PEOPLE = "people"
+    EVENTS = "events"
+    ORDERS = "orders"
+    ORDER_LINES = "order_lines"
+    PRODUCTS = "products"
+    PRICE_CHANGES = "price_changes"
+    EMAIL_EVENTS = "email_events"
+    CONSENTS = "consents"
+
+
+T = FieldType
+KIND_FIELDS: dict[SourceKind, tuple[FieldSpec, ...]] = {
+    SourceKind.PEOPLE: (
+        *_identity_fields(*IDENTITY_ATTRIBUTES),
+        FieldSpec("signed_up_at", T.TIMESTAMP, description="when the person joined the source"),
+        FieldSpec("updated_at", T.TIMESTAMP, description="last change of the record"),
+        FieldSpec("has_email_consent", T.BOOLEAN),
+        FieldSpec("has_sms_consent", T.BOOLEAN),
+        FieldSpec("has_push_consent", T.BOOLEAN),
+    ),
+    SourceKind.EVENTS: (
+        FieldSpec("event_type", T.TEXT, required=True),
+        FieldSpec("occurred_at", T.TIMESTAMP, required=True),
+        *_identity_fields("email"),
+        FieldSpec("page_url", T.TEXT),
+        FieldSpec("product_id", T.TEXT),
+        FieldSpec("search_query", T.TEXT),
+        FieldSpec("order_id", T.TEXT),
+        FieldSpec("user_agent", T.TEXT),
+        FieldSpec("utm_source", T.TEXT),
+        FieldSpec("utm_medium", T.TEXT),
+        FieldSpec("utm_campaign", T.TEXT),
+    ),
+    SourceKind.ORDERS: (
+        FieldSpec("order_id", T.TEXT, required=True),
+        FieldSpec("ordered_at", T.TIMESTAMP, required=True),
+        FieldSpec("status", T.TEXT, required=True),
+        *_identity_fields("email", "phone"),
+        FieldSpec("currency", T.TEXT),
+        FieldSpec("total_amount", T.DECIMAL),
+    ),
+    SourceKind.ORDER_LINES: (
+        FieldSpec("order_id", T.TEXT, required=True),
+        FieldSpec("line_number", T.INTEGER),
+        FieldSpec("product_id", T.TEXT, required=True),
+        FieldSpec("quantity", T.INTEGER, required=True),
+        FieldSpec("unit_price", T.DECIMAL, required=True),
+    ),
+    SourceKind.PRODUCTS: (
+        FieldSpec("product_id", T.TEXT, required=True),
+        FieldSpec("product_name", T.TEXT),
+        FieldSpec("category", T.TEXT),
+        FieldSpec("brand", T.TEXT),
+        FieldSpec("price", T.DECIMAL),
+    ),
+    SourceKind.PRICE_CHANGES: (
+        FieldSpec("product_id", T.TEXT, required=True),
+        FieldSpec("price", T.DECIMAL, required=True),
+        FieldSpec("changed_at", T.TIMESTAMP, required=True),
+    ),
+    SourceKind.EMAIL_EVENTS: (
+        FieldSpec("event_type", T.TEXT, required=True),
+        FieldSpec("occurred_at", T.TIMESTAMP, required=True),
+        *_identity_fields("email"),
+        FieldSpec("campaign_id", T.TEXT),
+        FieldSpec("link_url", T.TEXT),
+    ),
+    SourceKind.CONSENTS: (
+        FieldSpec("channel", T.TEXT, required=True),
+        FieldSpec("is_granted", T.BOOLEAN, required=True),
+        FieldSpec("changed_at", T.TIMESTAMP, required=True),
+        *_identity_fields("email", "phone"),
+    ),
+}
+
+#: Kinds whose records describe (or point at) a person and may carry named identifiers.
+KINDS_WITH_IDENTIFIERS: frozenset[SourceKind] = frozenset(
+    {
+        SourceKind.PEOPLE,
+        SourceKind.EVENTS,
+        SourceKind.ORDERS,
+        SourceKind.EMAIL_EVENTS,
+        SourceKind.CONSENTS,
+    }
+)
+
+#: Columns the ingest adds to every lake row; mappings may not use these names.
+LINEAGE_COLUMNS: tuple[str, ...] = (
+    "record_id",
+    "_source_file",
+    "_source_line",
+    "_file_sha256",
+    "_record_hash",
+    "_ingested_at",
+    "passthrough",
+)
+
+SOURCE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+ColumnRef = str | list[str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceOptions(_Strict):
+    """Reader options; defaults suit well-formed UTF-8 files."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    timestamp_format: str | None = Field(
+        default=None, description="strptime format; ISO 8601 (with offset or Z) when omitted"
+    )
+    default_timezone: str = "UTC"
+    true_values: tuple[str, ...] = ("true", "t", "yes", "y", "1")
+    false_values: tuple[str, ...] = ("false", "f", "no", "n", "0")
+
+
+class SourceConfig(_Strict):
+    """One delivered data set and how its columns map onto canonical fields."""
+
+    name: str
+    kind: SourceKind
+    format: Literal["csv", "jsonl", "parquet"]
+    path: str = Field(description="glob relative to the landing folder, or absolute")
+    record_key: ColumnRef
+    mapping: dict[str, ColumnRef] = Field(default_factory=dict)
+    identifiers: dict[str, str] = Field(default_factory=dict)
+    trust: int = Field(default=100, ge=0, description="survivorship rank; lower wins")
+    options: SourceOptions = Field(default_factory=SourceOptions)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_snake_case(cls, value: str) -> str:
+        if not SOURCE_NAME_PATTERN.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid source name: use lowercase letters, digits and _"
+            )
+        return value
+
+    @field_validator("record_key")
+    @classmethod
+    def _record_key_not_empty(cls, value: ColumnRef) -> ColumnRef:
+        if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+            raise ValueError("record_key must name at least one column")
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_matches_kind(self) -> SourceConfig:
+        fields = {f.name: f for f in KIND_FIELDS[self.kind]}
+        for target in self.mapping:
+            if target not in fields:
+                known = ", ".join(sorted(fields))
+                raise ValueError(
+                    f"mapping.{target}: '{target}' is not a field of kind '{self.kind}' "
+                    f"(known: {known}); put named identifiers under 'identifiers'"
+                )
+        missing = [f.name for f in fields.values() if f.required and f.name not in self.mapping]
+        if missing:
+            raise ValueError(
+                f"mapping: kind '{self.kind}' requires {', '.join(missing)}; map a column to each"
+            )
+        if self.identifiers and self.kind not in KINDS_WITH_IDENTIFIERS:
+            raise ValueError(f"identifiers: kind '{self.kind}' does not carry identifiers")
+        for ident in self.identifiers:
+            if not is_valid_identifier_name(ident) or ident in fields or ident in LINEAGE_COLUMNS:
+                raise ValueError(
+                    f"identifiers.{ident}: '{ident}' must be a snake_case name that is not a "
+                    "canonical field or lineage column"
+                )
+        return self
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        """Canonical fields of this source's kind (mapped or not)."""
+        return KIND_FIELDS[self.kind]
+
+    @property
+    def record_key_columns(self) -> list[str]:
+        """Source columns whose values, joined with '|', form the record id."""
+        return [self.record_key] if isinstance(self.record_key, str) else list(self.record_key)
+
+    def mapped_columns(self) -> set[str]:
+        """Every source column the config names; the rest are passthrough."""
+        cols: set[str] = set(self.record_key_columns)
+        for ref in self.mapping.values():
+            cols.update([ref] if isinstance(ref, str) else ref)
+        cols.update(self.identifiers.values())
+        return cols
+
+
+class IdentityConfig(BaseModel):
+    """Identity-resolution settings; validated in full by the identity library."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Defaults(_Strict):
+    """Project-wide defaults that sources inherit."""
+
+    phone_region: str = "US"
+    timezone: str = "UTC"
+
+
+class CdpConfig(_Strict):
+    """The whole of cdp.yml."""
+
+    version: Literal[1] = 1
+    landing: str | None = Field(
+        default=None, description="landing folder, relative to cdp.yml; default CDP_HOME/landing"
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    sources: list[SourceConfig]
+    identity: dict[str, Any] = Field(default_factory=dict)
+    profiles: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> CdpConfig:
+        seen: set[str] = set()
+        for index, source in enumerate(self.sources):
+            if source.name in seen:
+                raise ValueError(f"sources.{index}.name: duplicate source name '{source.name}'")
+            seen.add(source.name)
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        """The source called ``name``; KeyError names the known ones."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source '{name}' in cdp.yml (known: {[s.name for s in self.sources]})")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated cdp.yml together with where it was read from."""
+
+    path: Path
+    config: CdpConfig
+
+    def landing_dir(self, cdp_home: Path) -> Path:
+        """Folder the source globs are relative to."""
+        if self.config.landing is None:
+            return cdp_home / "landing"
+        landing = Path(self.config.landing)
+        return landing if landing.is_absolute() else (self.path.parent / landing)
+
+    def source_files(self, source: SourceConfig, cdp_home: Path) -> list[Path]:
+        """Files currently matching a source's glob, sorted for a stable ingest order."""
+        pattern = Path(source.path)
+        if pattern.is_absolute():
+            root, glob = Path(pattern.anchor), str(pattern.relative_to(pattern.anchor))
+        else:
+            root, glob = self.landing_dir(cdp_home), source.path
+        return sorted(p for p in root.glob(glob) if p.is_file())
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read and validate cdp.yml, failing with the file, key and problem in the message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: configuration file not found; run `cdp generate` for a sample or write one"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'sources' key at the top level")
+    try:
+        config = CdpConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"  - {_format_location(error['loc'])}: {message}")
+        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(problems)) from exc
+    return LoadedConfig(path=path, config=config)

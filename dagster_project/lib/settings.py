@@ -1,0 +1,28 @@
+"""How the platform runs (paths, dates), as opposed to what the data is (cdp.yml).
+
+Read once at the edge (CLI, Dagster resource construction) and passed inward; library code never
+looks at the environment itself.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlatformSettings(BaseSettings):
+    """Settings from ``CDP_*`` environment variables (or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".cdp"), description="root of everything the platform writes")
+    config: Path | None = Field(default=None, description="cdp.yml; default CDP_HOME/cdp.yml")
+    as_of: date | None = Field(default=None, description="behave as if today were this date")
+
+    @property
+    def config_path(self) -> Path:
+        """The cdp.yml to read."""
+        return self.config if self.config is not None else self.home / "cdp.yml"
