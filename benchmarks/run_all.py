@@ -1,0 +1,42 @@
+"""Run every benchmark in turn and print its figures (``make bench``).
+
+Each benchmark is a standalone script so it can also be run alone with its own arguments;
+``BENCH_QUICK=1`` shrinks the sizes for a smoke run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+
+# (script, full-size arguments, quick arguments)
+BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
+    ("bench_generate.py", ["--persons", "1000000"], ["--persons", "20000"]),
+    ("bench_ingest.py", [], ["--events", "100000", "--people", "20000"]),
+]
+
+
+def main() -> int:
+    """Run the benchmarks that exist; a failing one is reported and the rest still run."""
+    failures = 0
+    for script, full, quick in BENCHMARKS:
+        path = HERE / script
+        if not path.exists():
+            continue
+        args = quick if QUICK else full
+        print(f"\n=== {script} {' '.join(args)}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, str(path), *args])
+        print(f"=== {script}: exit {code} after {time.perf_counter() - started:.1f}s", flush=True)
+        failures += code != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

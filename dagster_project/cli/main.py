@@ -1,0 +1,143 @@
+"""``cdp``: generate sample data, run the pipeline, resolve identities, serve.
+
+Heavy imports (Dagster, Splink) happen inside commands so ``cdp --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dagster_project.lib.config import ConfigError, load_config
+from dagster_project.lib.settings import PlatformSettings
+
+app = typer.Typer(
+    name="cdp",
+    help="Open customer data platform: ingest, resolve identities, model profiles, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="folder for landing/, cdp.yml and ground_truth/")],
+    persons: Annotated[int, typer.Option(min=1, help="number of people in the world")] = 10_000,
+    seed: Annotated[int, typer.Option(help="random seed; same seed and end give same files")] = 42,
+    end: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="last day of activity (default: today, UTC)"),
+    ] = None,
+    days: Annotated[int, typer.Option(min=30, help="days of history before END")] = 730,
+) -> None:
+    """Write a realistic retail world: sources as delivered, a ready cdp.yml, ground truth."""
+    from dagster_project.lib.generate import generate_world
+
+    end_date = end.date() if end else datetime.now(UTC).date()
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def _on_step(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        report = generate_world(out, persons, seed, end=end_date, days=days, progress=_on_step)
+    table = Table(title=f"Generated {report.persons:,} persons in {report.seconds:.1f}s")
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    for name, rows in report.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(f"cdp.yml: {out / 'cdp.yml'}   ground truth: {out / 'ground_truth'}")
+
+
+@app.command()
+def validate(
+    config: Annotated[Path | None, typer.Option(help="cdp.yml (default CDP_HOME/cdp.yml)")] = None,
+) -> None:
+    """Check a cdp.yml and list what each source will ingest."""
+    settings = PlatformSettings(config=config) if config else PlatformSettings()
+    try:
+        loaded = load_config(settings.config_path)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    table = Table(title=str(loaded.path))
+    for column in ("source", "kind", "format", "glob", "files"):
+        table.add_column(column)
+    for source in loaded.config.sources:
+        files = loaded.source_files(source, settings.home)
+        table.add_row(source.name, str(source.kind), source.format, source.path, str(len(files)))
+    console.print(table)
+
+
+@app.command()
+def run(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="behave as if today were this date"),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(help="asset selection (e.g. 'lake/crm', 'group:ingest'); default all"),
+    ] = None,
+) -> None:
+    """Materialize the whole asset graph headless (the same graph the Dagster UI shows)."""
+    from dagster_project.runner import run_pipeline
+
+    overrides: dict[str, date] = {"as_of": as_of.date()} if as_of else {}
+    settings = PlatformSettings(**overrides)
+    with _progress() as progress:
+        task = progress.add_task("materializing", total=None)
+
+        def _on_event(step: str, done: int, total: int) -> None:
+            progress.update(task, description=f"done: {step}", completed=done, total=total)
+
+        try:
+            outcome = run_pipeline(settings, select=select or (), on_event=_on_event)
+        except ConfigError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+    table = Table(title=f"run {outcome.run_id}")
+    for column in ("asset / check", "kind", "status", "detail"):
+        table.add_column(column)
+    for step in outcome.steps:
+        status = "[green]ok[/green]" if step.ok else "[red]failed[/red]"
+        table.add_row(step.name, step.kind, status, step.detail[:80])
+    console.print(table)
+    for failure in outcome.failures:
+        console.print(f"[red]{failure}[/red]")
+    failed_checks = [s for s in outcome.steps if s.kind == "check" and not s.ok]
+    if not outcome.success or failed_checks:
+        raise typer.Exit(1)
+    console.print(f"[green]run {outcome.run_id} succeeded[/green]")
+
+
+def _register_subcommands() -> None:
+    try:
+        from dagster_project.cli.identity import app as identity_app
+    except ImportError:  # pragma: no cover - identity CLI lands with the identity library
+        return
+    app.add_typer(identity_app, name="identity", help="Resolve and evaluate identities on files.")
+
+
+_register_subcommands()

@@ -1,0 +1,37 @@
+"""Assembles the platform's Dagster definitions from settings and cdp.yml.
+
+`dagster dev` and the UI load the lazy ``defs`` below; ``cdp run`` calls
+:func:`build_definitions` with its own settings (for ``--as-of``), so both see the same graph.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.defs.ingest.assets import build_ingest_assets
+from dagster_project.defs.ingest.checks import build_ingest_checks
+from dagster_project.defs.ingest.sensors import build_landing_sensor
+from dagster_project.defs.resources import CdpResource
+from dagster_project.defs.schedules import daily_full_refresh, full_refresh_job
+from dagster_project.lib.settings import PlatformSettings
+
+
+def build_definitions(settings: PlatformSettings) -> dg.Definitions:
+    """The whole asset graph for one workspace; fails early on an invalid cdp.yml."""
+    cdp = CdpResource.from_settings(settings)
+    config = cdp.loaded_config().config
+    ingest_assets = build_ingest_assets(config)
+    return dg.Definitions(
+        assets=[*ingest_assets],
+        asset_checks=[*build_ingest_checks(config)],
+        sensors=[build_landing_sensor(ingest_assets)],
+        schedules=[daily_full_refresh],
+        jobs=[full_refresh_job],
+        resources={"cdp": cdp},
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Entry point for `dagster dev` (settings from CDP_* variables)."""
+    return build_definitions(PlatformSettings())

@@ -1,0 +1,147 @@
+"""The Dagster graph: loads from cdp.yml, materializes for real, checks hold, sensor reacts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_project.definitions import build_definitions
+from dagster_project.defs.ingest.assets import lake_asset_key
+from dagster_project.defs.ingest.sensors import landing_changes
+from dagster_project.defs.resources import CdpResource
+from dagster_project.lib.config import ConfigError, load_config
+from dagster_project.lib.settings import PlatformSettings
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _materialize_ingest(defs: dg.Definitions, instance: dg.DagsterInstance):
+    job = defs.resolve_job_def("cdp_full_refresh")
+    keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "lake"]
+    return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+
+
+def test_every_source_is_an_asset_and_definitions_validate(settings: PlatformSettings) -> None:
+    defs = build_definitions(settings)
+    dg.Definitions.validate_loadable(defs)
+    config = load_config(settings.config_path).config
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    for source in config.sources:
+        assert lake_asset_key(source.name) in keys
+    assert defs.resolve_sensor_def("landing_files_sensor") is not None
+    assert defs.resolve_schedule_def("daily_full_refresh").cron_schedule == "0 3 * * *"
+
+
+def test_invalid_config_fails_at_start(cdp_home: Path) -> None:
+    (cdp_home / "cdp.yml").write_text("sources:\n  - name: x\n    kind: nope\n")
+    with pytest.raises(ConfigError, match=r"(?s)cdp\.yml.*sources\.0\.kind"):
+        build_definitions(PlatformSettings(home=cdp_home))
+
+
+def test_ingest_materializes_with_balanced_counts_and_green_checks(
+    settings: PlatformSettings,
+) -> None:
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = _materialize_ingest(defs, instance)
+        assert result.success, [e.message for e in result.get_step_failure_events()]
+        materializations = {
+            e.asset_key.path[-1]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        config = load_config(settings.config_path).config
+        assert set(materializations) == {s.name for s in config.sources}
+        for name, meta in materializations.items():
+            read = meta["rows_read"].value
+            accounted = (
+                meta["rows_ingested"].value
+                + meta["rows_quarantined"].value
+                + meta["rows_duplicate"].value
+            )
+            assert read == accounted, name
+            assert read > 0, name
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} >= {"rows_accounted_for"}
+        assert len(evaluations) >= len(config.sources)
+        failed = [(e.asset_key, e.check_name, e.description) for e in evaluations if not e.passed]
+        assert not failed
+
+
+def test_rerun_leaves_lake_and_quarantine_unchanged(settings: PlatformSettings) -> None:
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        assert _materialize_ingest(defs, instance).success
+        before = _tree_digest(settings.home / "lake") | {
+            f"q/{k}": v for k, v in _tree_digest(settings.home / "quarantine").items()
+        }
+        second = _materialize_ingest(defs, instance)
+        assert second.success
+        after = _tree_digest(settings.home / "lake") | {
+            f"q/{k}": v for k, v in _tree_digest(settings.home / "quarantine").items()
+        }
+    assert before == after
+    for event in second.get_asset_materialization_events():
+        assert event.materialization.metadata["rows_ingested"].value == 0
+
+
+def test_quarantined_rows_fail_nothing_but_show_in_metadata(settings: PlatformSettings) -> None:
+    config = load_config(settings.config_path).config
+    orders = config.source("orders")
+    landing = settings.home / "landing"
+    orders_file = next(landing.glob(orders.path))
+    header = orders_file.read_text(encoding="utf-8").splitlines()[0]
+    broken = landing / Path(orders.path).parent / "orders_late_delivery.csv"
+    columns = header.split(",")
+    bad_row = ["not-a-date" if c == orders.mapping["ordered_at"] else "X" for c in columns]
+    broken.write_text(header + "\n" + ",".join(bad_row) + "\n", encoding="utf-8")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = _materialize_ingest(defs, instance)
+    assert result.success
+    meta = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["orders"]
+    assert meta["rows_quarantined"].value >= 1
+    assert "unparseable" in meta["quarantine_reasons"].value
+
+
+def test_sensor_requests_ingest_only_for_sources_with_new_files(
+    settings: PlatformSettings,
+) -> None:
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("landing_files_sensor")
+    cdp = CdpResource.from_settings(settings)
+    with dg.instance_for_test() as instance:
+        first = sensor(dg.build_sensor_context(instance=instance, resources={"cdp": cdp}))
+        config = load_config(settings.config_path).config
+        requested = {k for r in first.run_requests for k in r.asset_selection}
+        assert requested == {lake_asset_key(s.name) for s in config.sources}
+
+        _, current = landing_changes(cdp, {})
+        cursor = json.dumps(current)
+        idle = sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"cdp": cdp})
+        )
+        assert not idle.run_requests
+
+        web = config.source("web_events")
+        existing = sorted((settings.home / "landing").glob(web.path))[0]
+        shutil.copy(existing, existing.with_name("events-2099-01.jsonl"))
+        later = sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"cdp": cdp})
+        )
+        assert [list(r.asset_selection) for r in later.run_requests] == [
+            [lake_asset_key("web_events")]
+        ]
