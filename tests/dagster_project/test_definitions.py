@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from dagster_project.definitions import build_definitions
 from dagster_project.defs.ingest.assets import lake_asset_key
@@ -145,3 +146,32 @@ def test_sensor_requests_ingest_only_for_sources_with_new_files(
         assert [list(r.asset_selection) for r in later.run_requests] == [
             [lake_asset_key("web_events")]
         ]
+
+
+def test_unreadable_parquet_file_fails_the_asset_with_its_name(settings: PlatformSettings) -> None:
+    config_path = settings.config_path
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    raw["sources"].append(
+        {
+            "name": "partner_feed",
+            "kind": "products",
+            "format": "parquet",
+            "path": "partner/*.parquet",
+            "record_key": "sku",
+            "mapping": {"product_id": "sku"},
+        }
+    )
+    config_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    partner = settings.home / "landing" / "partner"
+    partner.mkdir()
+    (partner / "feed.parquet").write_bytes(b"this is not parquet at all")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("cdp_full_refresh").execute_in_process(
+            instance=instance,
+            asset_selection=[lake_asset_key("partner_feed")],
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert "feed.parquet" in failure.user_failure_data.description

@@ -7,7 +7,7 @@ import dagster as dg
 
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType, SourceConfig
-from dagster_project.lib.ingest import IngestError, IngestReport, ingest_source
+from dagster_project.lib.ingest import FileStatus, IngestError, IngestReport, ingest_source
 from dagster_project.lib.markdown import markdown_table
 
 INGEST_GROUP = "ingest"
@@ -118,6 +118,14 @@ def build_ingest_asset(source: SourceConfig) -> dg.AssetsDefinition:
             )
         except IngestError as exc:
             raise dg.Failure(description=str(exc)) from exc
+        unreadable = [f for f in report.files if f.status == FileStatus.UNREADABLE]
+        if unreadable:
+            # The readable files are already in the lake; fail so the bad delivery is seen.
+            listing = "; ".join(f"{f.path}: {f.reason}" for f in unreadable)
+            raise dg.Failure(
+                description=f"{source.name}: {len(unreadable)} unreadable file(s): {listing}",
+                metadata=report_metadata(report),
+            )
         context.log.info(
             f"{source.name}: read {report.rows_read}, ingested {report.rows_ingested}, "
             f"quarantined {report.rows_quarantined}, duplicate {report.rows_duplicate}, "

@@ -1,0 +1,287 @@
+"""Ingest one configured source: landing files in, typed lake parts and quarantine files out."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import zoneinfo
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dagster_project.lib.config import LoadedConfig, SourceConfig
+from dagster_project.lib.ingest.errors import IngestError
+from dagster_project.lib.ingest.lake import (
+    LakeKeys,
+    Manifest,
+    dictionary_columns,
+    lake_stats,
+    part_files,
+    part_name,
+    remove_stale_tmp,
+    write_parquet_atomic,
+)
+from dagster_project.lib.ingest.readers import UnreadableFileError, read_records
+from dagster_project.lib.ingest.report import FileResult, FileStatus, IngestReport
+from dagster_project.lib.ingest.validate import Lineage, validate
+from dagster_project.lib.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_ROWS = 10
+
+Progress = Callable[[str, int, int], None]
+
+
+def _time_zone(loaded: LoadedConfig, source: SourceConfig) -> str:
+    """The source's default_timezone if set, else the project default from cdp.yml."""
+    if "default_timezone" in source.options.model_fields_set:
+        name = source.options.default_timezone
+        key = f"sources.{source.name}.options.default_timezone"
+    else:
+        name, key = loaded.config.defaults.timezone, "defaults.timezone"
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise IngestError(
+            f"{loaded.path}: {key}: '{name}' is not an IANA time zone (e.g. UTC, Europe/Paris)"
+        ) from exc
+    return name
+
+
+def _check_options(loaded: LoadedConfig, source: SourceConfig) -> None:
+    options = source.options
+    where = f"{loaded.path}: sources.{source.name}.options"
+    try:
+        codecs.lookup(options.encoding)
+    except LookupError as exc:
+        raise IngestError(
+            f"{where}.encoding: '{options.encoding}' is not a known encoding (e.g. utf-8, latin-1)"
+        ) from exc
+    if source.format == "csv" and len(options.delimiter) != 1:
+        raise IngestError(f"{where}.delimiter: must be one character, got '{options.delimiter}'")
+    overlap = {v.lower() for v in options.true_values} & {v.lower() for v in options.false_values}
+    if overlap:
+        raise IngestError(f"{where}: {sorted(overlap)} listed in both true_values and false_values")
+
+
+def _display_path(path: Path, landing: Path) -> str:
+    """Path relative to the landing folder (absolute if the file lives elsewhere)."""
+    try:
+        return path.resolve().relative_to(landing.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list):  # a map column comes back as a list of (key, value) pairs
+        return orjson.dumps(dict(value)).decode()
+    return value
+
+
+def _preview(table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.slice(0, PREVIEW_ROWS).to_pylist()
+    return [{k: _json_safe(v) for k, v in row.items()} for row in rows]
+
+
+def ingest_source(
+    loaded: LoadedConfig,
+    source: SourceConfig,
+    workspace: Workspace,
+    *,
+    ingested_at: datetime,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest every landing file of ``source`` that is not in the lake yet.
+
+    Files are handled in sorted order; each file's quarantine file, part and manifest entry are
+    written in that order (the part is the commit point), so an interrupted run resumes cleanly.
+    ``progress(path, files_done, files_total)`` is called before each file and once at the end.
+    """
+    if ingested_at.tzinfo is None:
+        raise ValueError("ingested_at must be timezone-aware")
+    _check_options(loaded, source)
+    time_zone = _time_zone(loaded, source)
+    landing = loaded.landing_dir(workspace.home)
+    files = loaded.source_files(source, workspace.home)
+    if not files:
+        folder = Path(source.path).parent if Path(source.path).is_absolute() else landing
+        raise IngestError(
+            f"source '{source.name}': no file matches '{source.path}' in {folder}; deliver the "
+            f"source's files there or fix sources.{source.name}.path in {loaded.path}"
+        )
+
+    lake_dir = workspace.source_lake(source.name)
+    quarantine_dir = workspace.source_quarantine(source.name)
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(lake_dir, quarantine_dir)
+    report = IngestReport(source=source.name)
+
+    with (
+        duckdb.connect(":memory:") as con,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer,
+    ):
+        con.execute("set TimeZone = " + "'" + time_zone.replace("'", "''") + "'")
+        con.execute("set preserve_insertion_order = true")
+        run = _SourceRun(source, con, writer, lake_dir, quarantine_dir, ingested_at)
+        try:
+            for done, path in enumerate(files):
+                display = _display_path(path, landing)
+                if progress is not None:
+                    progress(display, done, len(files))
+                outcome = run.ingest_file(path, display)
+                report.files.append(outcome.file)
+                report.quarantine_reasons.update(outcome.quarantine_kinds)
+                if outcome.preview_table is not None and len(report.preview) < PREVIEW_ROWS:
+                    room = PREVIEW_ROWS - len(report.preview)
+                    report.preview += _preview(outcome.preview_table)[:room]
+                _log(source.name, outcome.file)
+        finally:
+            run.flush()
+        if progress is not None:
+            progress("done", len(files), len(files))
+
+    report.lake_rows_total, report.lake_files = lake_stats(lake_dir)
+    if not report.preview:
+        parts = part_files(lake_dir)
+        if parts:
+            report.preview = _preview(pq.read_table(parts[0]))
+    return report
+
+
+def _log(source: str, file: FileResult) -> None:
+    logger.info(
+        "ingest %s %s: %s read=%d ingested=%d quarantined=%d duplicate=%d %s",
+        source,
+        file.path,
+        file.status.value,
+        file.rows_read,
+        file.rows_ingested,
+        file.rows_quarantined,
+        file.rows_duplicate,
+        file.reason,
+    )
+
+
+@dataclass
+class _FileOutcome:
+    file: FileResult
+    quarantine_kinds: list[str] = field(default_factory=list)
+    preview_table: pa.Table | None = None
+
+
+class _SourceRun:
+    """One source's ingest: reads and validates on the calling thread, writes on another.
+
+    Writing a file's Parquet overlaps with reading the next file. Order is kept: writes run one
+    at a time in submission order, and at most one is in flight, so a failure surfaces before
+    more work is done and the manifest lists files in ingest order.
+    """
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        con: duckdb.DuckDBPyConnection,
+        writer: ThreadPoolExecutor,
+        lake_dir: Path,
+        quarantine_dir: Path,
+        ingested_at: datetime,
+    ) -> None:
+        self.source = source
+        self.con = con
+        self.writer = writer
+        self.lake_dir = lake_dir
+        self.quarantine_dir = quarantine_dir
+        self.ingested_at = ingested_at
+        self.manifest = Manifest.load(lake_dir, source.name)
+        self.keys = LakeKeys(con, part_files(lake_dir))
+        self.dictionary_columns = dictionary_columns(source)
+        # Checksums taken this run; the manifest may lag behind while a write is in flight.
+        self.taken: dict[str, str] = {}
+        self.pending: Future[None] | None = None
+
+    def flush(self) -> None:
+        """Wait for the write in flight; re-raises its error."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def ingest_file(self, path: Path, display: str) -> _FileOutcome:
+        """Read, validate and de-duplicate one landing file, then queue its writes."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            logger.warning("ingest %s: cannot read %s: %s", self.source.name, path, exc)
+            reason = f"cannot read the file ({exc.strerror or exc})"
+            return _FileOutcome(FileResult(display, "", FileStatus.UNREADABLE, reason=reason))
+        sha256 = hashlib.sha256(data).hexdigest()
+        name = part_name(sha256)
+        earlier = self.manifest.entry(sha256)
+        if sha256 in self.taken or earlier is not None or (self.lake_dir / name).exists():
+            where = self.taken.get(sha256) or (earlier["path"] if earlier else name)
+            reason = f"already ingested (same checksum as {where})"
+            return _FileOutcome(FileResult(display, sha256, FileStatus.SKIPPED, reason=reason))
+
+        source = self.source
+        try:
+            batch = read_records(
+                data, source.format, source.options, self.con, source.mapped_columns()
+            )
+        except UnreadableFileError as exc:
+            logger.warning("ingest %s: %s is unreadable: %s", source.name, display, exc)
+            return _FileOutcome(FileResult(display, sha256, FileStatus.UNREADABLE, reason=str(exc)))
+        validated = validate(batch, source, self.con, Lineage(display, sha256, self.ingested_at))
+        is_new = self.keys.new_rows(validated.table)
+        table = validated.table if is_new.false_count == 0 else validated.table.filter(is_new)
+        self.keys.add(table)
+        self.taken[sha256] = display
+
+        status = FileStatus.EMPTY if batch.rows_read == 0 else FileStatus.INGESTED
+        file = FileResult(
+            path=display,
+            sha256=sha256,
+            status=status,
+            rows_read=batch.rows_read,
+            rows_ingested=table.num_rows,
+            rows_quarantined=validated.quarantine.num_rows,
+            rows_duplicate=validated.table.num_rows - table.num_rows,
+            reason=validated.problem,
+        )
+        if not file.is_balanced():  # a bug, not bad data: say so loudly rather than lose rows
+            logger.error("ingest %s %s: counts do not balance: %s", source.name, display, file)
+        entry = {
+            "path": display,
+            "sha256": sha256,
+            "status": status.value,
+            "rows_read": file.rows_read,
+            "rows_ingested": file.rows_ingested,
+            "rows_quarantined": file.rows_quarantined,
+            "rows_duplicate": file.rows_duplicate,
+            "part": name,
+            "quarantine": name if validated.quarantine.num_rows else None,
+            "ingested_at": self.ingested_at.isoformat(),
+        }
+        self.flush()
+        self.pending = self.writer.submit(self._commit, table, validated.quarantine, entry)
+        preview = table if table.num_rows else None
+        return _FileOutcome(file, validated.quarantine_kinds, preview)
+
+    def _commit(self, table: pa.Table, quarantine: pa.Table, entry: dict[str, Any]) -> None:
+        """Quarantine first, then the part (the commit point), then the manifest."""
+        name = entry["part"]
+        if quarantine.num_rows:
+            write_parquet_atomic(quarantine, self.quarantine_dir / name)
+        write_parquet_atomic(table, self.lake_dir / name, self.dictionary_columns)
+        self.manifest.add(entry)
