@@ -47,9 +47,12 @@ def generate(
         typer.Option(formats=["%Y-%m-%d"], help="last day of activity (default: today, UTC)"),
     ] = None,
     days: Annotated[int, typer.Option(min=30, help="days of history before END")] = 730,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace previously generated data in OUT")
+    ] = False,
 ) -> None:
     """Write a realistic retail world: sources as delivered, a ready cdp.yml, ground truth."""
-    from dagster_project.lib.generate import generate_world
+    from dagster_project.lib.generate import GeneratorError, generate_world
 
     end_date = end.date() if end else datetime.now(UTC).date()
     with _progress() as progress:
@@ -60,7 +63,13 @@ def generate(
                 tasks[step] = progress.add_task(step, total=total)
             progress.update(tasks[step], completed=done, total=total)
 
-        report = generate_world(out, persons, seed, end=end_date, days=days, progress=_on_step)
+        try:
+            report = generate_world(
+                out, persons, seed, end=end_date, days=days, progress=_on_step, overwrite=force
+            )
+        except GeneratorError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
     table = Table(title=f"Generated {report.persons:,} persons in {report.seconds:.1f}s")
     table.add_column("source")
     table.add_column("rows", justify="right")

@@ -1,0 +1,189 @@
+"""The ``cdp.yml`` that describes the generated sources, validated before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dagster_project.lib.config import CdpConfig
+
+#: Globs below the landing folder; each matches only its own source's files.
+SOURCE_GLOBS: dict[str, str] = {
+    "crm": "crm/*.csv",
+    "shop_accounts": "shop/*.jsonl",
+    "web_events": "web/events-*.jsonl",
+    "orders": "orders/orders*.csv",
+    "order_lines": "orders/order_lines*.csv",
+    "email_events": "email/*.jsonl",
+    "products": "catalog/products*.csv",
+    "price_changes": "catalog/price_changes*.jsonl",
+}
+
+
+def sample_config() -> dict[str, Any]:
+    """cdp.yml content for the sample world, as plain data."""
+    sources: list[dict[str, Any]] = [
+        {
+            "name": "crm",
+            "kind": "people",
+            "format": "csv",
+            "path": SOURCE_GLOBS["crm"],
+            "record_key": "customer_number",
+            "description": "CRM / loyalty programme export",
+            "trust": 10,
+            "mapping": {
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "email": "email",
+                "phone": "phone",
+                "street_address": "street",
+                "city": "city",
+                "region": "state",
+                "postal_code": "postal_code",
+                "country": "country",
+                "birth_date": "birth_date",
+                "signed_up_at": "signup_date",
+                "has_email_consent": "consent_email",
+                "has_sms_consent": "consent_sms",
+                "has_push_consent": "consent_push",
+            },
+            "identifiers": {"loyalty_id": "customer_number"},
+        },
+        {
+            "name": "shop_accounts",
+            "kind": "people",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["shop_accounts"],
+            "record_key": "account_id",
+            "description": "E-commerce accounts, typed in by customers",
+            "trust": 20,
+            "mapping": {
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "email": "email",
+                "phone": "phone",
+                "street_address": "ship_street",
+                "city": "ship_city",
+                "region": "ship_state",
+                "postal_code": "ship_zip",
+                "country": "ship_country",
+                "signed_up_at": "created_at",
+                "has_email_consent": "accepts_marketing",
+            },
+            "identifiers": {"account_id": "account_id"},
+        },
+        {
+            "name": "web_events",
+            "kind": "events",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["web_events"],
+            "record_key": "event_id",
+            "description": "Web analytics events, one file per month",
+            "mapping": {
+                "event_type": "event_type",
+                "occurred_at": "occurred_at",
+                "page_url": "url",
+                "product_id": "product_id",
+                "search_query": "search_query",
+                "order_id": "order_id",
+                "user_agent": "user_agent",
+                "utm_source": "utm_source",
+                "utm_medium": "utm_medium",
+                "utm_campaign": "utm_campaign",
+            },
+            "identifiers": {"cookie_id": "cookie_id", "account_id": "account_id"},
+        },
+        {
+            "name": "orders",
+            "kind": "orders",
+            "format": "csv",
+            "path": SOURCE_GLOBS["orders"],
+            "record_key": "order_id",
+            "description": "Orders placed in the shop",
+            "mapping": {
+                "order_id": "order_id",
+                "ordered_at": "ordered_at",
+                "status": "status",
+                "currency": "currency",
+                "total_amount": "total",
+            },
+            "identifiers": {"account_id": "account_id"},
+        },
+        {
+            "name": "order_lines",
+            "kind": "order_lines",
+            "format": "csv",
+            "path": SOURCE_GLOBS["order_lines"],
+            "record_key": ["order_id", "line_number"],
+            "description": "Products of each order at the price paid",
+            "mapping": {
+                "order_id": "order_id",
+                "line_number": "line_number",
+                "product_id": "product_id",
+                "quantity": "quantity",
+                "unit_price": "unit_price",
+            },
+        },
+        {
+            "name": "email_events",
+            "kind": "email_events",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["email_events"],
+            "record_key": "event_id",
+            "description": "Email service provider engagement export",
+            "mapping": {
+                "event_type": "event_type",
+                "occurred_at": "occurred_at",
+                "email": "email",
+                "campaign_id": "campaign_id",
+                "link_url": "link_url",
+            },
+        },
+        {
+            "name": "products",
+            "kind": "products",
+            "format": "csv",
+            "path": SOURCE_GLOBS["products"],
+            "record_key": "product_id",
+            "description": "Product catalog with current prices",
+            "mapping": {
+                "product_id": "product_id",
+                "product_name": "name",
+                "category": "category",
+                "brand": "brand",
+                "price": "price",
+            },
+        },
+        {
+            "name": "price_changes",
+            "kind": "price_changes",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["price_changes"],
+            "record_key": "event_id",
+            "description": "Price history: listing prices, sales and rises",
+            "mapping": {"product_id": "product_id", "price": "price", "changed_at": "changed_at"},
+        },
+    ]
+    return {
+        "version": 1,
+        "landing": "landing",
+        "defaults": {"phone_region": "US", "timezone": "UTC"},
+        "sources": sources,
+    }
+
+
+def write_config(out: Path) -> Path:
+    """Validate the sample config against the schema, then write ``out/cdp.yml``."""
+    data = sample_config()
+    CdpConfig.model_validate(data)
+    target = out / "cdp.yml"
+    header = (
+        "# Written by `cdp generate` for the sample world. Bringing your own data is editing\n"
+        "# this file: each source names its files (a glob below `landing`), its kind, its\n"
+        "# record key and which of its columns hold each canonical field.\n"
+    )
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    target.write_text(header + body, encoding="utf-8")
+    return target
