@@ -8,7 +8,7 @@ export CDP_HOME ?= $(CURDIR)/.cdp
 DEMO_PERSONS ?= 10000
 DEMO_SEED ?= 42
 
-.PHONY: venv demo test lint format bench generate run ui clean
+.PHONY: venv demo test lint format bench generate run ui keys dbt-build clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,36 @@ generate: venv
 run: venv
 	$(BIN)/cdp run
 
-ui: venv
+# A demo key per use: full access for you, a masked one like a web-personalization channel would get.
+keys: venv
+	@mkdir -p "$(CDP_HOME)"
+	@if [ ! -f "$(CDP_HOME)/demo_admin.key" ]; then \
+		$(BIN)/cdp api-key create --name demo-admin --replace \
+			--scopes profile:read,pii:read,segments:read,admin --out "$(CDP_HOME)/demo_admin.key" >/dev/null; \
+		$(BIN)/cdp api-key create --name demo-web --replace \
+			--scopes profile:read,segments:read --out "$(CDP_HOME)/demo_web.key" >/dev/null; \
+	fi
+
+ui: venv keys
 	@echo ""
-	@echo "  Dagster UI:  http://localhost:3000   (assets, checks, lineage, runs)"
-	@echo "  Workspace:   $(CDP_HOME)   (landing/, lake/, quarantine/, runs/)"
+	@echo "  Dagster UI:   http://localhost:3000   (assets, checks, lineage, runs)"
+	@echo "  GraphQL API:  http://localhost:8000/graphql   health: /health   metrics: /metrics"
+	@echo "                key with PII:  $$(cat "$(CDP_HOME)/demo_admin.key")"
+	@echo "                masked key:    $$(cat "$(CDP_HOME)/demo_web.key")"
+	@echo "                try: curl -s localhost:8000/graphql -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\" \\"
+	@echo "                       -H 'content-type: application/json' -d '{\"query\":\"{ segments { name size } }\"}'"
+	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""
+	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host 0.0.0.0 --port 8000 & api=$$!; \
+	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h 0.0.0.0 -p 3000
+
+# dbt by hand, against the same warehouse and vars Dagster uses (`make dbt-build`).
+dbt-build: venv
+	@set -euo pipefail; \
+	eval "$$($(BIN)/python -m dagster_project.defs.dbt.project env)"; \
+	vars="$$($(BIN)/python -m dagster_project.defs.dbt.project vars)"; \
+	cd dbt && $(abspath $(BIN))/dbt build --profiles-dir . --vars "$$vars"
 
 demo: generate run ui
 

@@ -38,6 +38,7 @@ class StepOutcome:
     kind: str  # "asset" or "check"
     ok: bool
     detail: str = ""
+    is_warning: bool = False  # a failed check of WARN severity: shown, but the run still passes
 
 
 @dataclass
@@ -144,7 +145,8 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunOutcome:
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         desc = evaluation.description or ""
-        outcome.steps.append(StepOutcome(name, "check", evaluation.passed, desc))
+        is_warning = evaluation.severity == dg.AssetCheckSeverity.WARN
+        outcome.steps.append(StepOutcome(name, "check", evaluation.passed, desc, is_warning))
     for failure in result.get_step_failure_events():
         data = failure.step_failure_data
         message = data.user_failure_data.description if data.user_failure_data else None

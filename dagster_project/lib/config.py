@@ -216,7 +216,8 @@ class SourceConfig(_Strict):
     @field_validator("record_key")
     @classmethod
     def _record_key_not_empty(cls, value: ColumnRef) -> ColumnRef:
-        if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+        columns = [value] if isinstance(value, str) else value
+        if not columns or not all(column.strip() for column in columns):
             raise ValueError("record_key must name at least one column")
         return value
 

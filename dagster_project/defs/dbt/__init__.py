@@ -1,0 +1,1 @@
+"""dbt project wiring: vars, environment, manifest, translator and the dbt assets."""

@@ -1,0 +1,1 @@
+"""Segment families computed outside dbt (behavioural clusters)."""
