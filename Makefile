@@ -72,7 +72,10 @@ format: venv
 test: venv lint
 	$(BIN)/pytest
 
+# wrk (Debian) is the HTTP load generator of the API benchmark.
 bench: venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		echo "wrk unavailable: the API benchmark will say so"
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

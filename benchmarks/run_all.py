@@ -21,6 +21,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_ingest.py", [], ["--events", "100000", "--people", "20000"]),
     ("bench_pipeline.py", ["--persons", "10000"], ["--persons", "2000"]),
     ("bench_pipeline.py", ["--persons", "100000"], ["--persons", "5000"]),
+    ("bench_snapshot.py", [], ["--persons", "20000", "--lookups", "2000"]),
+    ("bench_api.py", [], ["--persons", "20000", "--duration", "10"]),
 ]
 
 

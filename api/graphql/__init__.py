@@ -1,0 +1,1 @@
+"""The GraphQL layer: schema, context, permissions, types and DataLoaders."""

@@ -1,0 +1,1 @@
+"""Per-request DataLoaders: each nested field batches its keys into one snapshot query."""

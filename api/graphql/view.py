@@ -1,0 +1,168 @@
+"""The /graphql endpoint: authenticate, hold a snapshot for the request, run the schema.
+
+Measured in ``benchmarks/bench_api.py``, a lookup spent about a third of its CPU outside the
+schema: FastAPI's ``GraphQLRouter`` resolves dependencies and runs FastAPI's routing stack, and
+strawberry's generic HTTP view parses content types with ``email.message`` and supports
+multipart, batching and streaming. This view keeps strawberry for everything GraphQL (schema,
+execution, validation, error masking, result formatting, the IDE page) and handles a JSON POST
+directly: key check, context, one ``schema.execute``, orjson out, snapshot released.
+``GraphQLDispatch`` hands ``/graphql`` to it ahead of FastAPI's routing (errors still reach
+FastAPI's outermost handler). GET (the IDE page, when enabled) is strawberry's own handling.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import process_result
+from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from api.graphql.context import Context, Limits
+from api.security import KeyStore, presented_key
+from api.snapshot import SnapshotManager
+
+QUERIES_ONLY: Final[set[OperationType]] = {OperationType.QUERY}
+MAX_BODY_BYTES: Final[int] = 256 * 1024
+
+
+class GraphQLView(GraphQL[Context | None, None]):
+    """POST runs a query for a valid key on the current snapshot; GET serves the IDE if on."""
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        *,
+        keys: KeyStore,
+        snapshots: SnapshotManager,
+        limits: Limits,
+        graphiql: bool,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=False,
+        )
+        self.keys = keys
+        self.snapshots = snapshots
+        self.limits = limits
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        """orjson, for the responses strawberry's own path still builds."""
+        return orjson.dumps(data)
+
+    def _unauthorized(self, presented: str | None) -> Response:
+        if self.keys.is_empty:
+            detail = "no API keys are configured; create one with `cdp api-key create`"
+        elif presented is None:
+            detail = "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+        else:
+            detail = "invalid API key"
+        return JSONResponse(
+            {"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one HTTP request (subscriptions over websockets are not offered)."""
+        if scope["type"] != "http":
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await super().__call__(scope, receive, send)  # GraphiQL page, or 404 / 405
+            return
+        request = Request(scope=scope, receive=receive)
+        response = await self._respond(request)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        presented = presented_key(request.headers)
+        principal = self.keys.authenticate(presented)
+        if principal is None:
+            return self._unauthorized(presented)
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return PlainTextResponse(
+                "send the operation as JSON (Content-Type: application/json)", status_code=415
+            )
+        snapshot = self.snapshots.acquire()
+        if snapshot is None:
+            return JSONResponse(
+                {"detail": self.snapshots.unavailable_reason() or "not ready"}, status_code=503
+            )
+        try:
+            context = Context(
+                snapshot=snapshot,
+                principal=principal,
+                limits=self.limits,
+                request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            )
+            context.request = request
+            response = await self._execute_json(request, context)
+            response.headers["X-Request-Id"] = context.request_id
+            return response
+        finally:
+            self.snapshots.release(snapshot)
+
+    async def _execute_json(self, request: Request, context: Context) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return PlainTextResponse(
+                f"request body larger than {MAX_BODY_BYTES} bytes", status_code=413
+            )
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return PlainTextResponse("Unable to parse request body as JSON", status_code=400)
+        if not isinstance(payload, dict):
+            return PlainTextResponse(
+                "send one operation as a JSON object (batches are not accepted)", status_code=400
+            )
+        query = payload.get("query")
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        if not isinstance(query, str) or not query.strip():
+            return PlainTextResponse("No GraphQL query found in the request", status_code=400)
+        if variables is not None and not isinstance(variables, dict):
+            return PlainTextResponse("`variables` must be a JSON object", status_code=400)
+        if operation_name is not None and not isinstance(operation_name, str):
+            return PlainTextResponse("`operationName` must be a string", status_code=400)
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=QUERIES_ONLY,
+            )
+        except MissingQueryError:
+            return PlainTextResponse("No GraphQL query found in the request", status_code=400)
+        except CannotGetOperationTypeError as exc:
+            return PlainTextResponse(exc.as_http_error_reason(), status_code=400)
+        except InvalidOperationTypeError:
+            return PlainTextResponse(
+                "this API is read-only: only queries are accepted", status_code=400
+            )
+        return Response(orjson.dumps(process_result(result)), media_type="application/json")
+
+
+class GraphQLDispatch:
+    """ASGI middleware sending ``/graphql`` straight to the view, everything else on."""
+
+    def __init__(self, app: Any, view: GraphQLView) -> None:
+        self.app = app
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route by exact path."""
+        if scope["type"] == "http" and scope["path"] in ("/graphql", "/graphql/"):
+            await self.view(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,143 @@
+"""The FastAPI application: ``/graphql``, ``/health`` and ``/metrics``.
+
+``create_app`` builds everything from settings (no globals), so tests make as many apps as they
+like and ``uvicorn --factory api.main:create_app`` gives each worker its own. The lifespan loads
+the current snapshot and starts the poller that follows ``serving/CURRENT`` and the keys file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from api.graphql.context import Limits
+from api.graphql.schema import build_schema
+from api.graphql.view import GraphQLDispatch, GraphQLView
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.security import AuditLog, KeyStore
+from api.settings import ApiSettings
+from api.snapshot import SnapshotManager
+
+logger = logging.getLogger(__name__)
+
+
+class ApiState:
+    """Everything one app instance owns; reachable as ``app.state.cdp``."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.keys = KeyStore(settings.keys_path)
+        self.audit = AuditLog(settings.audit_dir)
+        self.metrics = ApiMetrics()
+        self.snapshots = SnapshotManager(
+            settings.serving_dir, on_switch=self.metrics.snapshot_switched
+        )
+        self.metrics.watch(self.snapshots)
+        self.limits = Limits(
+            default_page_size=settings.api_default_page_size,
+            max_page_size=settings.api_max_page_size,
+        )
+
+    def refresh(self) -> None:
+        """Follow CURRENT and the keys file (called by the poller, in a thread)."""
+        self.snapshots.refresh()
+        self.keys.reload_if_changed()
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        """Refresh every poll interval until ``stop`` is set."""
+        interval = self.settings.api_snapshot_poll_seconds
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                break
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # the poller must survive anything; the next tick retries
+                logger.exception("refreshing the snapshot or keys failed")
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The API for one CDP_HOME. Fails at start on an invalid keys file."""
+    settings = settings or ApiSettings()
+    state = ApiState(settings)
+    schema = build_schema(settings, state.metrics, state.audit)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.refresh)
+        if state.snapshots.current is None:
+            logger.warning("not ready: %s", state.snapshots.unavailable_reason())
+        if state.keys.is_empty:
+            logger.warning(
+                "no API keys in %s: every request gets 401; create one with "
+                "`cdp api-key create --name NAME --scopes profile:read`",
+                settings.keys_path,
+            )
+        stop = asyncio.Event()
+        poller = asyncio.create_task(state.poll(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await poller
+            state.snapshots.close()
+            state.audit.close()
+
+    graphql = GraphQLView(
+        schema,
+        keys=state.keys,
+        snapshots=state.snapshots,
+        limits=state.limits,
+        graphiql=settings.api_enable_graphiql,
+    )
+
+    app = FastAPI(
+        title="CDP customer API",
+        description="One customer view for every channel (GraphQL at /graphql).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.cdp = state
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> JSONResponse:
+        """200 with the snapshot when one is loaded, else 503 with the reason."""
+        snapshot = state.snapshots.current
+        if snapshot is None:
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "status": "unavailable",
+                    "reason": state.snapshots.unavailable_reason(),
+                },
+            )
+        manifest = snapshot.manifest
+        return JSONResponse(
+            content={
+                "status": "ok",
+                "snapshot_id": snapshot.id,
+                "snapshot_created_at": manifest.created_at.isoformat(),
+                "snapshot_age_seconds": round(snapshot.age_seconds(), 3),
+                "as_of": manifest.as_of.isoformat() if manifest.as_of else None,
+            }
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition format."""
+        body, content_type = state.metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    # Added last = outermost: metrics see every request, /graphql skips FastAPI's routing.
+    app.add_middleware(GraphQLDispatch, view=graphql)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app

@@ -1,0 +1,201 @@
+"""Prometheus metrics: request counts and latencies, and which snapshot is served.
+
+With several uvicorn workers each process counts on its own, so ``cdp serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` aggregates every worker's files. The snapshot id
+and age are computed at scrape time from the answering process (all workers follow the same
+CURRENT pointer, within a poll interval).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.snapshot import Snapshot, SnapshotManager
+
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+#: Distinct operation labels kept per process before new names are counted as "other".
+MAX_OPERATION_LABELS: Final[int] = 200
+_LABEL: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z_][A-Za-z0-9_,]{0,99}$")
+KNOWN_PATHS: Final[frozenset[str]] = frozenset({"/graphql", "/health", "/metrics"})
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics folder when running several workers, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class SnapshotCollector(Collector):
+    """cdp_api_snapshot_info{snapshot_id} and cdp_api_snapshot_age_seconds, live."""
+
+    def __init__(self, manager: SnapshotManager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        """Called per scrape."""
+        snapshot: Snapshot | None = self.manager.current
+        info = GaugeMetricFamily(
+            "cdp_api_snapshot_info",
+            "The snapshot this process serves (value 1), labelled by id and as-of date.",
+            labels=["snapshot_id", "as_of"],
+        )
+        loaded = GaugeMetricFamily(
+            "cdp_api_snapshot_loaded", "1 when a snapshot is loaded (health is ready)."
+        )
+        loaded.add_metric([], 1.0 if snapshot is not None else 0.0)
+        if snapshot is not None:
+            as_of = snapshot.manifest.as_of.isoformat() if snapshot.manifest.as_of else ""
+            info.add_metric([snapshot.id, as_of], 1.0)
+        yield info
+        yield loaded
+        if snapshot is not None:
+            age = GaugeMetricFamily(
+                "cdp_api_snapshot_age_seconds", "Seconds since the served snapshot was published."
+            )
+            age.add_metric([], snapshot.age_seconds())
+            yield age
+
+
+class ApiMetrics:
+    """The API's instruments, in a registry of its own (one per app, tests make several)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series only add noise to every scrape
+        self.registry = CollectorRegistry()
+        self._multiprocess = multiprocess_dir()
+        target = None if self._multiprocess else self.registry
+        self.http_requests = Counter(
+            "cdp_api_http_requests",
+            "HTTP requests by path and status code.",
+            ["path", "status_code"],
+            registry=target,
+        )
+        self.http_latency = Histogram(
+            "cdp_api_http_request_duration_seconds",
+            "HTTP request latency by path.",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=target,
+        )
+        self.operations = Counter(
+            "cdp_api_graphql_operations",
+            "GraphQL operations by operation name (or root fields) and status.",
+            ["operation", "status"],
+            registry=target,
+        )
+        self.operation_latency = Histogram(
+            "cdp_api_graphql_operation_duration_seconds",
+            "GraphQL operation latency (parse, validate, execute) by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=target,
+        )
+        self.snapshot_switches = Counter(
+            "cdp_api_snapshot_switches",
+            "Times this process switched to a newly published snapshot.",
+            registry=target,
+        )
+        self._labels: set[str] = set()
+        self._labels_lock = threading.Lock()
+        self._manager: SnapshotManager | None = None
+
+    def watch(self, manager: SnapshotManager) -> None:
+        """Report the manager's snapshot id and age."""
+        self._manager = manager
+        if not self._multiprocess:
+            self.registry.register(SnapshotCollector(manager))
+
+    def snapshot_switched(self, _snapshot: Snapshot) -> None:
+        """Count a switch (the manager's on_switch callback)."""
+        self.snapshot_switches.inc()
+
+    def operation_label(self, name: str | None) -> str:
+        """A bounded-cardinality label for an operation name."""
+        if not name or not _LABEL.match(name):
+            return "invalid" if name else "anonymous"
+        if name in self._labels:
+            return name
+        with self._labels_lock:
+            if len(self._labels) >= MAX_OPERATION_LABELS:
+                return "other"
+            self._labels.add(name)
+        return name
+
+    def observe_operation(self, operation: str, status: str, seconds: float) -> None:
+        """Count and time one GraphQL operation."""
+        self.operations.labels(operation, status).inc()
+        self.operation_latency.labels(operation).observe(seconds)
+
+    def observe_http(self, path: str, status_code: int, seconds: float) -> None:
+        """Count and time one HTTP request."""
+        label = path if path in KNOWN_PATHS else "other"
+        self.http_requests.labels(label, str(status_code)).inc()
+        self.http_latency.labels(label).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if self._multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self._multiprocess)
+            if self._manager is not None:
+                registry.register(SnapshotCollector(self._manager))
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request (no per-request task overhead)."""
+
+    def __init__(self, app: Callable[..., Any], metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        """Wrap ``send`` to catch the status code."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.observe_http(scope.get("path", ""), status, time.perf_counter() - started)

@@ -1,0 +1,57 @@
+"""How the API runs: paths, limits and switches, from ``CDP_*`` environment variables.
+
+The API shares ``CDP_HOME`` with the pipeline (it reads ``serving/`` and the keys file, writes
+``audit/``); everything else is prefixed ``CDP_API_`` so it never collides with the platform's
+own settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """Settings read once by ``create_app`` (or ``cdp serve``) and passed inward."""
+
+    model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".cdp"), description="CDP_HOME: serving/, audit/, keys")
+    api_host: str = Field(default="127.0.0.1", description="interface `cdp serve` binds")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=2, ge=1, le=64, description="uvicorn worker processes")
+    api_keys_file: Path | None = Field(
+        default=None, description="hashed API keys (YAML); default CDP_HOME/api_keys.yml"
+    )
+    api_audit_dir: Path | None = Field(
+        default=None, description="PII read audit log folder; default CDP_HOME/audit"
+    )
+    api_enable_introspection: bool = Field(
+        default=False, description="allow GraphQL introspection (schema discovery)"
+    )
+    api_enable_graphiql: bool = Field(default=False, description="serve GraphiQL on /graphql")
+    api_max_depth: int = Field(default=8, ge=2, description="deepest selection allowed")
+    api_max_tokens: int = Field(default=2_000, ge=50, description="largest document, in tokens")
+    api_max_aliases: int = Field(default=15, ge=1, description="most aliases in one document")
+    api_default_page_size: int = Field(default=50, ge=1)
+    api_max_page_size: int = Field(default=500, ge=1, description="largest `first` accepted")
+    api_snapshot_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often serving/CURRENT is checked"
+    )
+
+    @property
+    def serving_dir(self) -> Path:
+        """Published snapshots and the CURRENT pointer."""
+        return self.home / "serving"
+
+    @property
+    def keys_path(self) -> Path:
+        """The API keys file."""
+        return self.api_keys_file if self.api_keys_file is not None else self.home / "api_keys.yml"
+
+    @property
+    def audit_dir(self) -> Path:
+        """Where PII reads are logged as JSON lines."""
+        return self.api_audit_dir if self.api_audit_dir is not None else self.home / "audit"

@@ -1,0 +1,1 @@
+"""Publish: the marts and identity explanations become the API's serving snapshot."""

@@ -1,0 +1,249 @@
+"""API keys and scopes, PII masking and its audit log, introspection and the IDE."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from api_world import EMAIL_RECORD, customer_id, email, phone
+from conftest import Api, Published
+
+from api.security import create_key, hash_key, load_keys_file
+from dagster_project.lib.publish import publish_snapshot
+
+PROFILE = """query($v: String!) { customer(lookup: {type: "email", value: $v}) {
+    customerId email phone firstName lastName fullName birthDate streetAddress postalCode city
+    region country maskedFields
+    identifiers(types: ["email", "phone", "account_id"]) { type value }
+    identity { records { source recordId } }
+} }"""
+
+
+def audit_lines(folder: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob("pii-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_pii_is_masked_without_pii_read_and_nothing_is_audited(api: Api, tmp_path: Path) -> None:
+    customer = api.gql(PROFILE, {"v": email(EMAIL_RECORD)}, key="profile")["data"]["customer"]
+    for field in (
+        "email",
+        "phone",
+        "firstName",
+        "lastName",
+        "fullName",
+        "birthDate",
+        "streetAddress",
+        "postalCode",
+        "city",
+    ):
+        assert customer[field] == "***", field
+    assert (customer["region"], customer["country"]) == ("CA", "US")  # not personal data
+    assert customer["maskedFields"] == [
+        "email",
+        "phone",
+        "firstName",
+        "lastName",
+        "fullName",
+        "birthDate",
+        "streetAddress",
+        "postalCode",
+        "city",
+    ]
+    assert {i["type"]: i["value"] for i in customer["identifiers"]} == {
+        "email": "***",
+        "phone": "***",
+        "account_id": f"ACC-{EMAIL_RECORD}",
+    }
+    record_ids = {r["source"]: r["recordId"] for r in customer["identity"]["records"]}
+    assert record_ids["email_events"] == "email:***"
+    assert record_ids["crm"] == str(EMAIL_RECORD)
+    assert email(EMAIL_RECORD) not in json.dumps(customer)
+    assert audit_lines(tmp_path / "audit") == []
+
+
+def test_pii_read_returns_values_and_writes_the_audit_log(api: Api, tmp_path: Path) -> None:
+    before = time.time()
+    customer = api.gql(PROFILE, {"v": email(EMAIL_RECORD)}, key="pii")["data"]["customer"]
+    assert customer["email"] == email(EMAIL_RECORD)
+    assert customer["phone"] == phone(EMAIL_RECORD)
+    assert customer["maskedFields"] == []
+    record_ids = {r["source"]: r["recordId"] for r in customer["identity"]["records"]}
+    assert record_ids["email_events"] == f"email:{email(EMAIL_RECORD)}"
+    lines = audit_lines(tmp_path / "audit")
+    assert len(lines) == 1
+    entry = lines[0]
+    assert entry["key"] == "pii"
+    assert entry["customer_id"] == customer_id(EMAIL_RECORD)
+    assert entry["fields"] == sorted(
+        [
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "full_name",
+            "birth_date",
+            "street_address",
+            "postal_code",
+            "city",
+            "identifiers.email",
+            "identifiers.phone",
+            "identity.record_id",
+        ]
+    )
+    assert entry["snapshot_id"] == api.state.snapshots.current.id
+    from datetime import datetime
+
+    assert datetime.fromisoformat(entry["time"]).timestamp() >= before - 1
+
+
+def test_audit_has_one_line_per_customer_read(api: Api, tmp_path: Path) -> None:
+    api.gql(
+        '{ segment(name: "high_value") { members(first: 3) { edges { node { email } } } } }',
+        key="admin",
+    )
+    lines = audit_lines(tmp_path / "audit")
+    assert [line["customer_id"] for line in lines] == [customer_id(i) for i in (0, 10, 20)]
+    assert all(line["key"] == "admin" and line["fields"] == ["email"] for line in lines)
+    assert all(line["operation"] == "segment" for line in lines)
+
+
+def test_missing_and_invalid_keys_get_401(api: Api) -> None:
+    query = '{ customer(id: "cus_0001") { customerId } }'
+    missing = api.post(query, key=None)
+    assert missing.status_code == 401
+    assert "missing API key" in missing.json()["detail"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    invalid = api.post(query, key=None, headers={"Authorization": "Bearer cdp_not-a-real-key"})
+    assert invalid.status_code == 401
+    assert invalid.json() == {"detail": "invalid API key"}
+    wrong_scheme = api.post(
+        query, key=None, headers={"Authorization": f"Basic {api.keys['admin']}"}
+    )
+    assert wrong_scheme.status_code == 401
+    via_header = api.post(query, key=None, headers={"X-API-Key": api.keys["profile"]})
+    assert via_header.status_code == 200
+    assert via_header.json()["data"]["customer"] == {"customerId": "cus_0001"}
+
+
+@pytest.mark.parametrize(
+    ("key", "query", "scope"),
+    [
+        ("segments", '{ customer(id: "cus_0001") { customerId } }', "profile:read"),
+        ("profile", "{ segments { name } }", "segments:read"),
+        ("profile", '{ segment(name: "high_value") { name } }', "segments:read"),
+        (
+            "segments",
+            '{ segment(name: "high_value") { members(first: 2) { edges { node '
+            "{ customerId } } } } }",
+            "profile:read",
+        ),
+        (
+            "segments",
+            '{ customers(filter: {segment: "high_value"}) { edges { cursor } } }',
+            "profile:read",
+        ),
+    ],
+)
+def test_missing_scope_is_a_graphql_error_naming_it(
+    api: Api, key: str, query: str, scope: str
+) -> None:
+    body = api.gql(query, key=key)
+    assert body["errors"], body
+    error = body["errors"][0]
+    assert f"'{scope}'" in error["message"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "requiredScope": scope}
+
+
+def test_segments_key_exports_an_audience_without_profiles(api: Api) -> None:
+    body = api.gql(
+        '{ segment(name: "high_value") { members(first: 2) { edges { customerId } } } }',
+        key="segments",
+    )
+    assert "errors" not in body
+    assert [e["customerId"] for e in body["data"]["segment"]["members"]["edges"]] == [
+        "cus_0000",
+        "cus_0010",
+    ]
+
+
+def test_admin_implies_every_scope(api: Api) -> None:
+    body = api.gql('{ segments { name } customer(id: "cus_0002") { email } }', key="admin")
+    assert "errors" not in body
+    assert body["data"]["customer"]["email"] == email(2)
+
+
+def test_keys_are_stored_hashed(published: Published) -> None:
+    text = (published.home / "api_keys.yml").read_text()
+    for secret in published.keys.values():
+        assert secret not in text
+        assert hash_key(secret) in text
+    names = {
+        k.name: sorted(s.value for s in k.scopes)
+        for k in load_keys_file(published.home / "api_keys.yml").keys
+    }
+    assert names["pii"] == ["pii:read", "profile:read"]
+
+
+def test_new_and_disabled_keys_apply_without_restart(
+    make_api: Callable[..., Api], fresh_world: Published
+) -> None:
+    world = fresh_world.world
+    publish_snapshot(world.warehouse, world.serving_dir, world.identity_dir)
+    api = make_api(fresh_world)
+    keys_file = fresh_world.home / "api_keys.yml"
+    late = create_key(keys_file, "late", ["profile:read"])
+    query = '{ customer(id: "cus_0001") { customerId } }'
+    deadline = time.monotonic() + 5
+    while api.post(query, key=None, headers={"X-API-Key": late}).status_code != 200:
+        assert time.monotonic() < deadline, "new key not picked up"
+        time.sleep(0.05)
+    raw = yaml.safe_load(keys_file.read_text())
+    for entry in raw["keys"]:
+        if entry["name"] == "late":
+            entry["is_disabled"] = True
+    keys_file.write_text(yaml.safe_dump(raw))
+    deadline = time.monotonic() + 5
+    while api.post(query, key=None, headers={"X-API-Key": late}).status_code != 401:
+        assert time.monotonic() < deadline, "disabled key still accepted"
+        time.sleep(0.05)
+
+
+def test_invalid_keys_file_fails_at_start_naming_the_problem(
+    make_api: Callable[..., Api], fresh_world: Published
+) -> None:
+    (fresh_world.home / "api_keys.yml").write_text(
+        "keys:\n  - name: web\n    sha256: abc\n    scopes: [profile:read, everything]\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"(?s)api_keys.yml.*keys.0.sha256.*keys.0.scopes.1"
+    ) as exc:
+        make_api(fresh_world)
+    assert "64-character hex" in str(exc.value)
+
+
+def test_introspection_and_ide_are_off_by_default(api: Api) -> None:
+    body = api.gql("{ __schema { types { name } } }")
+    assert body["data"] is None
+    assert "introspection" in body["errors"][0]["message"].lower()
+    suggestion = api.gql('{ customer(id: "cus_0001") { emial } }')
+    assert "Did you mean" not in suggestion["errors"][0]["message"]
+    assert api.client.get("/graphql", headers={"Accept": "text/html"}).status_code in (404, 405)
+
+
+def test_introspection_and_ide_can_be_enabled(
+    make_api: Callable[..., Api], published: Published
+) -> None:
+    api = make_api(published, api_enable_introspection=True, api_enable_graphiql=True)
+    body = api.gql("{ __schema { queryType { name } } }")
+    assert body["data"] == {"__schema": {"queryType": {"name": "Query"}}}
+    page = api.client.get("/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
