@@ -28,6 +28,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 
 
 @pytest.fixture(scope="session")
+def world_end() -> date:
+    """The last day of the sample world's activity (its natural as-of date)."""
+    return WORLD_END
+
+
+@pytest.fixture(scope="session")
 def sample_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated world (landing/, cdp.yml, ground_truth/); treat as read-only."""
     from dagster_project.lib.generate import generate_world
