@@ -175,3 +175,12 @@ def test_unreadable_parquet_file_fails_the_asset_with_its_name(settings: Platfor
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data
     assert "feed.parquet" in failure.user_failure_data.description
+
+
+def test_invalid_identity_section_fails_at_start_naming_the_key(cdp_home: Path) -> None:
+    path = cdp_home / "cdp.yml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["identity"] = {"max_cluster_size": "big"}
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"identity\.max_cluster_size"):
+        build_definitions(PlatformSettings(home=cdp_home))

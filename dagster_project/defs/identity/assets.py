@@ -1,0 +1,243 @@
+"""Identity resolution as one Dagster step: ingested people, events and emails -> customers.
+
+The asset holds orchestration only: read the lake, call the ``identity`` library, write its
+Parquet outputs and show the figures an operator needs (cluster sizes, guard rejections,
+merges and splits, timings) as metadata.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the real annotation objects of
+# asset and check functions (a string `context` annotation is rejected).
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import dagster as dg
+
+from dagster_project.defs.ingest.assets import lake_asset_key
+from dagster_project.defs.resources import CdpResource
+from dagster_project.lib.config import CdpConfig, LoadedConfig, SourceConfig, SourceKind
+from dagster_project.lib.markdown import markdown_table
+from dagster_project.lib.workspace import Workspace
+from identity.collect import Collected, collect_records
+from identity.model import TrainedModel
+from identity.pipeline import (
+    Resolution,
+    read_previous_state,
+    read_saved_model,
+    resolve,
+    write_resolution,
+)
+from identity.settings import IdentitySettings, IdentitySettingsError, load_identity_settings
+
+IDENTITY_GROUP: Final[str] = "identity"
+_LOGGED_SPLITS: Final[int] = 20
+IDENTITY_SOURCE_KINDS: Final[frozenset[SourceKind]] = frozenset(
+    {SourceKind.PEOPLE, SourceKind.EVENTS, SourceKind.EMAIL_EVENTS}
+)
+IDENTITY_OUTPUTS: Final[dict[str, str]] = {
+    "identity_map": "One row per source record: its customer_id and cluster size.",
+    "identity_identifiers": "Every usable identifier (email, phone, account_id, cookie_id, ...) "
+    "with its customer; dbt joins orders and events through it.",
+    "identity_edges": "Every link considered, with evidence; rejected ones say which guard.",
+    "customer_id_history": "created / merged / split / retired events with run, time and cause.",
+    "customer_aliases": "Ids retired by merges and the customer each now points to.",
+}
+
+
+def identity_asset_key(name: str) -> dg.AssetKey:
+    """Key of one identity output (``["identity", name]``)."""
+    return dg.AssetKey(["identity", name])
+
+
+def identity_sources(config: CdpConfig) -> list[SourceConfig]:
+    """Sources whose records describe people (the identity run's inputs)."""
+    return [s for s in config.sources if s.kind in IDENTITY_SOURCE_KINDS]
+
+
+def identity_settings(loaded: LoadedConfig) -> IdentitySettings:
+    """The ``identity:`` section of cdp.yml, validated (errors name the file and key)."""
+    return load_identity_settings(
+        loaded.config.identity,
+        default_phone_region=loaded.config.defaults.phone_region,
+        where=str(loaded.path),
+    )
+
+
+def load_identity_inputs(
+    loaded: LoadedConfig,
+    workspace: Workspace,
+    settings: IdentitySettings,
+    as_of: datetime | None = None,
+) -> Collected:
+    """Raw identity records of every people/events/email_events source in the lake.
+
+    Raises:
+        FileNotFoundError: a source has not been ingested yet.
+    """
+    tables = {}
+    identifiers: dict[str, list[str]] = {}
+    for source in identity_sources(loaded.config):
+        folder = workspace.source_lake(source.name)
+        if not any(folder.glob("*.parquet")):
+            raise FileNotFoundError(f"source '{source.name}' has no ingested Parquet in {folder}")
+        tables[source.name] = (str(source.kind), folder)
+        identifiers[source.name] = sorted(source.identifiers)
+    return collect_records(
+        tables, identifiers, as_of, anonymous_types=settings.anonymous_identifier_types
+    )
+
+
+def reusable_model(workspace: Workspace, settings: IdentitySettings) -> TrainedModel | None:
+    """The last run's model when reuse is on and it was trained with today's settings."""
+    if not settings.reuse_model:
+        return None
+    try:
+        saved = read_saved_model(workspace.identity)
+    except ValueError:
+        return None
+    if saved is None or saved.settings != settings.model:
+        return None
+    return saved
+
+
+def resolution_metadata(resolution: Resolution) -> dict[str, Any]:
+    """Figures of a run for the UI: sizes, guards, id changes, timings."""
+    stats = resolution.stats
+    ids = stats["ids"]
+    histogram = stats["cluster_size_histogram"]
+    model = stats["model"]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": stats["records"],
+        "records": stats["records"],
+        "customers": stats["customers"],
+        "largest_cluster": stats["largest_cluster"],
+        "singleton_share": round(stats["singleton_share"], 4),
+        "links_accepted": stats["edges_accepted"],
+        "links_rejected_by_guards": stats["links_rejected_by_guards"],
+        "customers_created": ids["created"],
+        "customers_merged": ids["merged"],
+        "customers_split": ids["split"],
+        "customers_retired": ids["retired"],
+        "guard_splits": len(stats["splits"]),
+        "model_edges": int(model.get("edges", 0)),
+        "seconds": round(sum(stats["seconds"].values()), 2),
+        "cluster_size_histogram": dg.MetadataValue.md(
+            markdown_table(["records per customer", "customers"], list(histogram.items()))
+        ),
+        "links_rejected_by_reason": dg.MetadataValue.md(
+            markdown_table(["guard", "links"], sorted(stats["links_rejected_by_reason"].items()))
+            if stats["links_rejected_by_reason"]
+            else "_no links rejected_"
+        ),
+        "links_by_rule": dg.MetadataValue.md(
+            markdown_table(["rule", "links"], sorted(stats["edges_by_rule"].items()))
+            if stats["edges_by_rule"]
+            else "_no links_"
+        ),
+        "records_by_source": dg.MetadataValue.md(
+            markdown_table(["source", "records"], sorted(stats["records_by_source"].items()))
+        ),
+        "step_seconds": dg.MetadataValue.md(
+            markdown_table(["step", "seconds"], list(stats["seconds"].items()))
+        ),
+    }
+    if ids.get("previous_records_same_id") is not None:
+        metadata["previous_records_same_id"] = round(ids["previous_records_same_id"], 6)
+    if "skipped" in model:
+        metadata["model"] = f"not used: {model['skipped']}"
+    return metadata
+
+
+def _output_metadata(resolution: Resolution, name: str) -> dict[str, Any]:
+    frame = {
+        "identity_map": resolution.identity_map,
+        "identity_identifiers": resolution.identifiers,
+        "identity_edges": resolution.edges,
+        "customer_id_history": resolution.history,
+        "customer_aliases": resolution.aliases,
+    }[name]
+    metadata: dict[str, Any] = {"dagster/row_count": len(frame)}
+    if name == "customer_id_history":
+        counts = resolution.events["event_type"].value_counts()
+        metadata["events_this_run"] = dg.MetadataValue.md(
+            markdown_table(["event", "count"], sorted(counts.items()))
+            if not counts.empty
+            else "_no changes_"
+        )
+    if name == "identity_edges":
+        metadata["rejected"] = int((~frame["is_accepted"]).sum()) if len(frame) else 0
+    return metadata
+
+
+def build_identity_assets(config: CdpConfig) -> Sequence[dg.AssetsDefinition]:
+    """The identity multi-asset, depending on every people/events/email_events ingest asset."""
+    deps = [lake_asset_key(s.name) for s in identity_sources(config)]
+    specs = [
+        dg.AssetSpec(
+            identity_asset_key(name),
+            deps=deps,
+            group_name=IDENTITY_GROUP,
+            description=description,
+            kinds={"parquet", "python"},
+        )
+        for name, description in IDENTITY_OUTPUTS.items()
+    ]
+
+    @dg.multi_asset(
+        name="identity_resolution",
+        specs=specs,
+        can_subset=False,
+        description="Rules + Splink + guarded NetworkX graph -> stable customer ids.",
+    )
+    def identity_resolution(
+        context: dg.AssetExecutionContext, cdp: CdpResource
+    ) -> Iterator[dg.MaterializeResult]:
+        loaded = cdp.loaded_config()
+        workspace = cdp.workspace()
+        try:
+            settings = identity_settings(loaded)
+        except IdentitySettingsError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        now = cdp.now()
+        try:
+            collected = load_identity_inputs(
+                loaded, workspace, settings, now if cdp.as_of_date() else None
+            )
+        except FileNotFoundError as exc:
+            raise dg.Failure(description=f"{exc}; materialize the ingest assets first") from exc
+        if collected.records.empty:
+            raise dg.Failure(description="no identity records in the lake: nothing to resolve")
+        previous = read_previous_state(workspace.identity)
+        model = reusable_model(workspace, settings)
+        context.log.info(
+            f"resolving {len(collected.records):,} records "
+            f"({'reusing' if model else 'training'} the model; "
+            f"{'with' if previous else 'without'} previous ids)"
+        )
+        resolution = resolve(
+            collected.records,
+            collected.identifiers,
+            settings,
+            previous=previous,
+            model=model,
+            run_id=context.run_id,
+            now=now,
+            progress=lambda step: context.log.info(f"identity: {step}"),
+        )
+        write_resolution(resolution, workspace.identity, run_folder=workspace.runs / context.run_id)
+        for split in resolution.splits[:_LOGGED_SPLITS]:
+            context.log.warning(f"guard split: {split.as_dict()}")
+        if len(resolution.splits) > _LOGGED_SPLITS:
+            context.log.warning(
+                f"... and {len(resolution.splits) - _LOGGED_SPLITS} more guard splits "
+                "(identity_edges rows with rejected_reason 'split:*')"
+            )
+        summary = resolution_metadata(resolution)
+        for name in IDENTITY_OUTPUTS:
+            metadata = _output_metadata(resolution, name)
+            if name == "identity_map":
+                metadata = {**summary, **metadata}
+            yield dg.MaterializeResult(asset_key=identity_asset_key(name), metadata=metadata)
+
+    return [identity_resolution]

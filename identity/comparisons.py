@@ -1,0 +1,458 @@
+"""What the probabilistic model compares, and how it picks the pairs it compares.
+
+The comparisons are built from Splink's comparison library over the normalized record frame
+(see CONTRACT.md). Email, phone and address are one comparison ("contact"), not five: a
+family email, a landline, a street, its postal code and its city agree together for everyone
+in a household, and scoring them as independent evidence would count one fact several times
+and merge family members. What tells household members apart is personal: first name and
+birth date.
+
+Blocking keys are column tuples rather than free SQL so that the batch model (Splink, in
+DuckDB) and the real-time scorer (in-memory indexes) generate exactly the same candidate
+pairs, and so that a key value shared by too many records (a placeholder birth date, a store's
+phone number) can be skipped instead of producing a quadratic number of pairs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+from splink.internals.comparison_creator import ComparisonCreator
+from splink.internals.comparison_level_creator import ComparisonLevelCreator
+
+#: Columns of the normalized record frame that the comparisons read.
+COMPARED_COLUMNS: Final[tuple[str, ...]] = (
+    "first_name",
+    "first_name_canonical",
+    "last_name",
+    "birth_date",
+    "email",
+    "phone",
+    "street_address",
+    "postal_code",
+    "city",
+)
+
+#: Derived column: first and last name in sorted order, equal for a swapped first/last name.
+NAME_PAIR_COLUMN: Final[str] = "name_pair"
+NAME_PAIR_SQL: Final[str] = (
+    "case when first_name is not null and last_name is not null then "
+    "least(first_name, last_name) || ' ' || greatest(first_name, last_name) end"
+)
+#: m = u for a level that must weigh nothing.
+NEUTRAL_PROBABILITY: Final[float] = 0.01
+#: Derived column: birth date as a day number (null when it does not parse).
+BIRTH_DAY_COLUMN: Final[str] = "birth_day"
+BIRTH_DAY_SQL: Final[str] = (
+    "date_diff('day', date '1970-01-01', cast(try_strptime(birth_date, '%Y-%m-%d') as date))"
+)
+#: Derived column: the email's mailbox name (recomputed, whatever the input says).
+EMAIL_USER_COLUMN: Final[str] = "email_user"
+EMAIL_USER_SQL: Final[str] = "nullif(split_part(email, '@', 1), '')"
+
+#: Columns a blocking key may use (contract columns plus the derived name pair).
+BLOCKABLE_COLUMNS: Final[tuple[str, ...]] = (
+    *COMPARED_COLUMNS,
+    NAME_PAIR_COLUMN,
+    EMAIL_USER_COLUMN,
+    "email_domain",
+    "region",
+    "country",
+)
+
+#: A record needs this many non-null compared attributes for the model to score it; with
+#: fewer, no comparison could ever reach a useful match probability (e.g. a bare cookie).
+MIN_COMPARED_ATTRIBUTES: Final[int] = 2
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class BlockingKey:
+    """Two records become a candidate pair when they share every column of a key."""
+
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def size_column(self) -> str:
+        """Column holding how many records share this key's value (the block size)."""
+        return f"block_size__{self.name}"
+
+    def sql(self, max_block_size: int) -> str:
+        """Splink blocking rule: equal key columns, block not larger than the cap."""
+        equalities = [f"l.{c} = r.{c}" for c in self.columns]
+        return " and ".join([*equalities, f"l.{self.size_column} <= {max_block_size}"])
+
+
+#: Defaults chosen for millions of records: each key is selective (a few records per value
+#: for real people) and together they tolerate one wrong or missing attribute of any kind.
+DEFAULT_BLOCKING_KEYS: Final[tuple[BlockingKey, ...]] = (
+    BlockingKey("email", ("email",)),
+    BlockingKey("phone", ("phone",)),
+    BlockingKey("last_name__birth_date", ("last_name", "birth_date")),
+    BlockingKey("first_name__birth_date", ("first_name_canonical", "birth_date")),
+    BlockingKey("first_name__postal_code", ("first_name_canonical", "postal_code")),
+    BlockingKey("street_address__postal_code", ("street_address", "postal_code")),
+)
+
+#: EM sessions: each trains the comparisons its key does not use. Person keys come first:
+#: pairs sharing a name or a birth date are rarely household members, whose shared contact
+#: details would otherwise teach the model that a different first name is normal for one
+#: person. Contact keys run only for comparisons no earlier session could train (e.g. when
+#: the data has few birth dates).
+EM_TRAINING_KEYS: Final[tuple[BlockingKey, ...]] = (
+    BlockingKey("em_first_name__last_name", ("first_name_canonical", "last_name")),
+    BlockingKey("em_last_name__birth_date", ("last_name", "birth_date")),
+    BlockingKey("em_first_name__birth_date", ("first_name_canonical", "birth_date")),
+    BlockingKey("em_email", ("email",)),
+    BlockingKey("em_phone", ("phone",)),
+    BlockingKey("em_street_address__postal_code", ("street_address", "postal_code")),
+)
+#: The first EM sessions always run; the rest only while a comparison is still untrained.
+EM_ALWAYS: Final[int] = 3
+
+#: Rules that admit almost only true matches; used to estimate the prior match probability.
+DETERMINISTIC_RULES: Final[tuple[str, ...]] = (
+    "l.first_name_canonical = r.first_name_canonical and l.last_name = r.last_name "
+    "and l.birth_date = r.birth_date",
+    "l.email = r.email and l.last_name = r.last_name and l.first_name_canonical = "
+    "r.first_name_canonical",
+)
+
+
+def parse_blocking_rule(rule: str) -> BlockingKey:
+    """Read a rule written as ``l.a = r.a and l.b = r.b`` into a blocking key.
+
+    Raises:
+        ValueError: the rule is not a conjunction of same-column equalities over known
+            columns; the message says which part is wrong.
+    """
+    parts = [p.strip() for p in re.split(r"\band\b", rule.strip(), flags=re.IGNORECASE)]
+    columns: list[str] = []
+    for part in parts:
+        match = re.fullmatch(r"l\.(\w+)\s*=\s*r\.(\w+)", part, flags=re.IGNORECASE)
+        if not match or match.group(1).lower() != match.group(2).lower():
+            raise ValueError(
+                f"blocking rule '{rule}': '{part}' is not of the form l.<column> = r.<column>"
+            )
+        column = match.group(1).lower()
+        if not _IDENTIFIER.match(column) or column not in BLOCKABLE_COLUMNS:
+            raise ValueError(
+                f"blocking rule '{rule}': unknown column '{column}' "
+                f"(known: {', '.join(BLOCKABLE_COLUMNS)})"
+            )
+        if column not in columns:
+            columns.append(column)
+    return BlockingKey("__".join(columns), tuple(columns))
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons: each level is Splink's level (SQL, for batch) paired with the same condition in
+# Python (for real time). SQL NULL never satisfies a condition; the Python tests return False
+# whenever a value they need is missing, which is the same for the AND/OR conditions used here.
+# String distances run on UTF-8 bytes because DuckDB's functions do.
+# --------------------------------------------------------------------------------------------
+
+Row = Mapping[str, Any]
+LevelTest = Callable[[Row, Row], bool]
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """One comparison: its Splink levels and, level by level, the same test in Python."""
+
+    name: str
+    description: str
+    levels: tuple[tuple[ComparisonLevelCreator, LevelTest], ...]
+    #: The pair is comparable (not at the null level) when both sides have one of these.
+    comparable: tuple[str, ...]
+
+    def splink(self) -> ComparisonCreator:
+        """The Splink comparison (levels in order, the first is the null level)."""
+        return cl.CustomComparison(
+            output_column_name=self.name,
+            comparison_description=self.description,
+            comparison_levels=[level for level, _ in self.levels],
+        )
+
+    def tests(self) -> tuple[LevelTest, ...]:
+        """Python tests in level order (Splink assigns the first level that holds)."""
+        return tuple(test for _, test in self.levels)
+
+
+def _any_null(*columns: str) -> LevelTest:
+    return lambda a, b: all(a[c] is None or b[c] is None for c in columns)
+
+
+def _equal(column: str) -> LevelTest:
+    return lambda a, b: a[column] is not None and a[column] == b[column]
+
+
+def _both(column: str, a: Row, b: Row) -> tuple[bytes, bytes] | None:
+    left, right = a[column], b[column]
+    if left is None or right is None:
+        return None
+    return left.encode("utf-8"), right.encode("utf-8")
+
+
+def _jaro_winkler(column: str, threshold: float) -> LevelTest:
+    def test(a: Row, b: Row) -> bool:
+        pair = _both(column, a, b)
+        return pair is not None and JaroWinkler.similarity(*pair) >= threshold
+
+    return test
+
+
+def _levenshtein(column: str, distance: int) -> LevelTest:
+    def test(a: Row, b: Row) -> bool:
+        pair = _both(column, a, b)
+        return pair is not None and Levenshtein.distance(*pair) <= distance
+
+    return test
+
+
+def _else(a: Row, b: Row) -> bool:
+    return True
+
+
+def _within(column: str, difference: int) -> LevelTest:
+    def test(a: Row, b: Row) -> bool:
+        left, right = a[column], b[column]
+        return left is not None and right is not None and abs(left - right) <= difference
+
+    return test
+
+
+def birth_day(value: str | None) -> int | None:
+    """Days since 1970-01-01 of an ISO birth date, None when it does not parse.
+
+    Python twin of ``BIRTH_DAY_SQL``.
+    """
+    if value is None:
+        return None
+    try:
+        return (datetime.strptime(value, DATE_FORMAT) - _EPOCH).days
+    except ValueError:
+        return None
+
+
+def email_user(value: str | None) -> str | None:
+    """The mailbox name (before the first @); Python twin of ``EMAIL_USER_SQL``."""
+    if value is None:
+        return None
+    return value.split("@", 1)[0] or None
+
+
+DATE_FORMAT: Final[str] = "%Y-%m-%d"
+_EPOCH: Final[datetime] = datetime(1970, 1, 1)
+
+
+def _name_specs() -> list[ComparisonSpec]:
+    first_name = ComparisonSpec(
+        "first_name",
+        "first name: exact (tf adjusted), nickname, swapped with the last name, typos",
+        comparable=("first_name",),
+        levels=(
+            (cll.NullLevel("first_name"), _any_null("first_name")),
+            (
+                cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
+                _equal("first_name"),
+            ),
+            (
+                cll.ExactMatchLevel("first_name_canonical").configure(
+                    label_for_charts="Same formal name (nickname)"
+                ),
+                _equal("first_name_canonical"),
+            ),
+            # Swapped first and last names agree: the last_name comparison scores that, so this
+            # level is neutral (fixed m = u) rather than "All other comparisons". It reads the
+            # derived name pair, not last_name: a level on last_name would keep EM from
+            # training this comparison on pairs blocked by last name.
+            (
+                cll.ExactMatchLevel(NAME_PAIR_COLUMN).configure(
+                    label_for_charts="Swapped with the last name (scored there)",
+                    m_probability=NEUTRAL_PROBABILITY,
+                    u_probability=NEUTRAL_PROBABILITY,
+                    fix_m_probability=True,
+                    fix_u_probability=True,
+                ),
+                _equal(NAME_PAIR_COLUMN),
+            ),
+            (cll.JaroWinklerLevel("first_name", 0.92), _jaro_winkler("first_name", 0.92)),
+            (cll.JaroWinklerLevel("first_name", 0.8), _jaro_winkler("first_name", 0.8)),
+            (cll.ElseLevel(), _else),
+        ),
+    )
+    # No term-frequency adjustment on last names: a rare family name shared at one address is
+    # a household, and rewarding its rarity is exactly what merges family members.
+    last_name = ComparisonSpec(
+        "last_name",
+        "last name: exact, swapped with the first name, typos",
+        comparable=("last_name",),
+        levels=(
+            (cll.NullLevel("last_name"), _any_null("last_name")),
+            (cll.ExactMatchLevel("last_name"), _equal("last_name")),
+            (
+                cll.ColumnsReversedLevel("first_name", "last_name", symmetrical=True).configure(
+                    label_for_charts="First and last name swapped"
+                ),
+                lambda a, b: (
+                    a["first_name"] is not None
+                    and a["first_name"] == b["last_name"]
+                    and b["first_name"] is not None
+                    and b["first_name"] == a["last_name"]
+                ),
+            ),
+            (cll.JaroWinklerLevel("last_name", 0.92), _jaro_winkler("last_name", 0.92)),
+            (cll.JaroWinklerLevel("last_name", 0.8), _jaro_winkler("last_name", 0.8)),
+            (cll.ElseLevel(), _else),
+        ),
+    )
+    return [first_name, last_name]
+
+
+def _birth_date_spec() -> ComparisonSpec:
+    # Distances use the derived day number (BIRTH_DAY_COLUMN): parsing dates once per record
+    # instead of several times per compared pair keeps prediction fast at millions of pairs.
+    levels: list[tuple[ComparisonLevelCreator, LevelTest]] = [
+        (
+            cll.NullLevel(BIRTH_DAY_COLUMN).configure(
+                label_for_charts="Birth date is NULL or invalid"
+            ),
+            _any_null(BIRTH_DAY_COLUMN),
+        ),
+        # Tf adjusted so that a placeholder date (1900-01-01) weighs little.
+        (
+            cll.ExactMatchLevel("birth_date").configure(
+                tf_adjustment_column="birth_date", label_for_charts="Same birth date"
+            ),
+            _equal("birth_date"),
+        ),
+        (
+            cll.LevenshteinLevel("birth_date", 1).configure(
+                label_for_charts="Birth date one character apart"
+            ),
+            _levenshtein("birth_date", 1),
+        ),
+    ]
+    for days, label in ((30, "a month"), (365, "a year"), (3652, "ten years")):
+        levels.append(
+            (
+                cll.AbsoluteDifferenceLevel(BIRTH_DAY_COLUMN, days).configure(
+                    label_for_charts=f"Birth dates within {label}"
+                ),
+                _within(BIRTH_DAY_COLUMN, days),
+            )
+        )
+    levels.append((cll.ElseLevel(), _else))
+    return ComparisonSpec(
+        "birth_date",
+        "birth date: exact (tf adjusted), one-character typo, distance in days",
+        comparable=(BIRTH_DAY_COLUMN,),
+        levels=tuple(levels),
+    )
+
+
+def _contact_spec() -> ComparisonSpec:
+    place_sql = "(postal_code_l = postal_code_r or city_l = city_r)"
+    street_sql = f"(street_address_l = street_address_r and {place_sql})"
+    same_email, same_phone = _equal("email"), _equal("phone")
+    same_street_only = _equal("street_address")
+    same_postal, same_city = _equal("postal_code"), _equal("city")
+
+    def same_place(a: Row, b: Row) -> bool:
+        return same_postal(a, b) or same_city(a, b)
+
+    def same_street(a: Row, b: Row) -> bool:
+        return same_street_only(a, b) and same_place(a, b)
+
+    similar_street = _jaro_winkler("street_address", 0.9)
+
+    contact_columns = ("email", "phone", "street_address", "postal_code", "city")
+    null_sql = " and ".join(f"({c}_l is null or {c}_r is null)" for c in contact_columns)
+    return ComparisonSpec(
+        "contact",
+        "email, phone and address as one piece of evidence: household members share them together",
+        comparable=contact_columns,
+        levels=(
+            (
+                cll.CustomLevel(
+                    null_sql, label_for_charts="No contact details to compare"
+                ).configure(is_null_level=True),
+                _any_null(*contact_columns),
+            ),
+            (
+                cll.CustomLevel(
+                    f"email_l = email_r and (phone_l = phone_r or {street_sql})",
+                    label_for_charts="Same email and same phone or street address",
+                ).configure(tf_adjustment_column="email", disable_tf_exact_match_detection=True),
+                lambda a, b: same_email(a, b) and (same_phone(a, b) or same_street(a, b)),
+            ),
+            (
+                cll.CustomLevel("email_l = email_r", label_for_charts="Same email").configure(
+                    tf_adjustment_column="email", disable_tf_exact_match_detection=True
+                ),
+                same_email,
+            ),
+            (
+                cll.CustomLevel(
+                    f"phone_l = phone_r and {street_sql}",
+                    label_for_charts="Same phone and same street address",
+                ),
+                lambda a, b: same_phone(a, b) and same_street(a, b),
+            ),
+            (
+                cll.CustomLevel("phone_l = phone_r", label_for_charts="Same phone").configure(
+                    tf_adjustment_column="phone", disable_tf_exact_match_detection=True
+                ),
+                same_phone,
+            ),
+            # No tf adjustment on the street: see last_name.
+            (cll.CustomLevel(street_sql, label_for_charts="Same street address"), same_street),
+            (
+                cll.ExactMatchLevel(EMAIL_USER_COLUMN).configure(
+                    label_for_charts="Same mailbox name, other email domain"
+                ),
+                _equal(EMAIL_USER_COLUMN),
+            ),
+            (
+                cll.CustomLevel(
+                    "jaro_winkler_similarity(street_address_l, street_address_r) >= 0.9 "
+                    f"and {place_sql}",
+                    label_for_charts="Similar street address, same postal code or city",
+                ),
+                lambda a, b: similar_street(a, b) and same_place(a, b),
+            ),
+            (
+                cll.CustomLevel(
+                    "postal_code_l = postal_code_r", label_for_charts="Same postal code"
+                ),
+                same_postal,
+            ),
+            (
+                cll.CustomLevel("city_l = city_r", label_for_charts="Same city").configure(
+                    tf_adjustment_column="city", disable_tf_exact_match_detection=True
+                ),
+                same_city,
+            ),
+            (cll.ElseLevel(), _else),
+        ),
+    )
+
+
+def comparison_specs() -> list[ComparisonSpec]:
+    """The model's comparisons, in the order Splink evaluates them."""
+    return [*_name_specs(), _birth_date_spec(), _contact_spec()]
+
+
+def person_comparisons() -> list[ComparisonCreator]:
+    """The model's comparisons as Splink comparison creators."""
+    return [spec.splink() for spec in comparison_specs()]

@@ -1,0 +1,246 @@
+"""Resolve any CSV or Parquet files: a small YAML mapping says which column is what.
+
+The mapping uses the same attribute vocabulary as cdp.yml::
+
+    record_id: rec_id                 # a column, or a list joined with '|'
+    attributes:                       # canonical attribute: a column, or a list joined with spaces
+      first_name: given_name
+      street_address: [street_number, address_1]
+    identifiers:                      # named identifiers: name: column
+      national_id: soc_sec_id
+
+Every mistake a user can make fails before any work starts, with a message naming the key:
+an unknown attribute, a column missing from an input file, a missing ``record_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from identity.attributes import IDENTITY_ATTRIBUTES, is_valid_identifier_name
+from identity.collect import LONG_IDENTIFIER_COLUMNS, RECORD_COLUMNS, Collected
+
+ColumnRef = str | list[str]
+
+
+class MappingError(ValueError):
+    """A problem in a mapping file or its inputs; the message names the file and key."""
+
+
+def _columns(ref: ColumnRef) -> list[str]:
+    return [ref] if isinstance(ref, str) else list(ref)
+
+
+class RecordMapping(BaseModel):
+    """Which input columns hold the record id, the attributes and named identifiers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record_id: ColumnRef = Field(description="column(s) whose values identify a record")
+    attributes: dict[str, ColumnRef] = Field(default_factory=dict)
+    identifiers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("record_id")
+    @classmethod
+    def _record_id_not_empty(cls, value: ColumnRef) -> ColumnRef:
+        if not _columns(value) or any(not c.strip() for c in _columns(value)):
+            raise ValueError("must name at least one column")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, value: dict[str, ColumnRef]) -> dict[str, ColumnRef]:
+        for attribute, ref in value.items():
+            if attribute not in IDENTITY_ATTRIBUTES:
+                raise ValueError(
+                    f"attributes.{attribute}: unknown attribute '{attribute}' (known: "
+                    f"{', '.join(IDENTITY_ATTRIBUTES)}); put other ids under 'identifiers'"
+                )
+            if not _columns(ref):
+                raise ValueError(f"attributes.{attribute}: must name at least one column")
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifier_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not is_valid_identifier_name(name):
+                raise ValueError(
+                    f"identifiers.{name}: '{name}' must be a snake_case name that is not an "
+                    "attribute"
+                )
+        return value
+
+    def required_columns(self) -> dict[str, list[str]]:
+        """Mapping key -> the input columns it needs."""
+        needed = {"record_id": _columns(self.record_id)}
+        needed |= {f"attributes.{a}": _columns(r) for a, r in self.attributes.items()}
+        needed |= {f"identifiers.{i}": [c] for i, c in self.identifiers.items()}
+        return needed
+
+
+def load_mapping(path: Path) -> RecordMapping:
+    """Read and validate a mapping file; errors name the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise MappingError(f"{path}: mapping file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise MappingError(f"{path}: expected a mapping with 'record_id' and 'attributes'")
+    if "record_id" not in raw:
+        raise MappingError(f"{path}: record_id: missing; name the column that identifies a record")
+    try:
+        return RecordMapping.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(p) for p in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if message.startswith(f"{location}."):
+                problems.append(f"  - {message}")
+            else:
+                problems.append(f"  - {location}: {message}")
+        raise MappingError(f"{path}: invalid mapping\n" + "\n".join(problems)) from exc
+
+
+def read_table_as_text(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file with every column as text (leading zeros kept; '' is null)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MappingError(f"{path}: input file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            table = pq.read_table(path)
+            table = table.cast(pa.schema([pa.field(f.name, pa.string()) for f in table.schema]))
+            frame = table.to_pandas().astype("str")
+        elif suffix in (".csv", ".txt", ".tsv"):
+            frame = pd.read_csv(
+                path,
+                dtype="str",
+                keep_default_na=False,
+                sep="\t" if suffix == ".tsv" else ",",
+                skipinitialspace=True,
+                encoding="utf-8",
+            )
+        else:
+            raise MappingError(f"{path}: unsupported input type '{suffix}' (use .csv or .parquet)")
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, pa.ArrowException) as exc:
+        raise MappingError(f"{path}: cannot read the file ({exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for column in frame.columns:
+        frame[column] = frame[column].str.strip().replace("", None)
+    return frame
+
+
+def _join(frame: pd.DataFrame, columns: Sequence[str], separator: str) -> pd.Series:
+    """Non-null parts of several columns joined with ``separator``; null when all are null."""
+    result = frame[columns[0]].astype("str")
+    for column in columns[1:]:
+        part = frame[column].astype("str")
+        joined = (result + separator + part).where(result.notna(), part)
+        result = joined.where(part.notna(), result)
+    return result
+
+
+def apply_mapping(
+    frame: pd.DataFrame, mapping: RecordMapping, source: str, *, where: str = ""
+) -> Collected:
+    """Raw identity records (and named identifiers) of one input under a mapping.
+
+    Raises:
+        MappingError: a mapped column is missing, or record ids are missing or duplicated.
+    """
+    where = where or source
+    for key, columns in mapping.required_columns().items():
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise MappingError(
+                f"{where}: {key}: column {', '.join(repr(c) for c in missing)} not found "
+                f"(columns: {', '.join(frame.columns)})"
+            )
+    record_ids = _join(frame, _columns(mapping.record_id), "|")
+    if record_ids.isna().any():
+        rows = [int(i) + 2 for i in record_ids.index[record_ids.isna()][:5]]
+        raise MappingError(f"{where}: record_id: empty on data row(s) {rows} (line numbers)")
+    duplicated = record_ids[record_ids.duplicated()]
+    if not duplicated.empty:
+        raise MappingError(
+            f"{where}: record_id: values must be unique; duplicated: "
+            f"{sorted(set(duplicated.astype(str)))[:5]}"
+        )
+    records: dict[str, Any] = {
+        "record_uid": (source + ":" + record_ids.astype(str)).to_numpy(),
+        "source": source,
+        "record_id": record_ids.astype(str).to_numpy(),
+        "source_kind": "people",
+    }
+    for attribute in IDENTITY_ATTRIBUTES:
+        ref = mapping.attributes.get(attribute)
+        records[attribute] = (
+            _join(frame, _columns(ref), " ").to_numpy() if ref is not None else None
+        )
+    records["observed_at"] = pd.NaT
+    record_frame = pd.DataFrame(records)[list(RECORD_COLUMNS)]
+    id_frames = []
+    for name, column in mapping.identifiers.items():
+        values = frame[column]
+        present = values.notna()
+        id_frames.append(
+            pd.DataFrame(
+                {
+                    "record_uid": record_frame["record_uid"][present].to_numpy(),
+                    "identifier_type": name,
+                    "identifier_value": values[present].astype(str).to_numpy(),
+                    "first_seen_at": pd.NaT,
+                    "last_seen_at": pd.NaT,
+                }
+            )
+        )
+    identifiers = (
+        pd.concat(id_frames, ignore_index=True)
+        if id_frames
+        else pd.DataFrame(columns=list(LONG_IDENTIFIER_COLUMNS))
+    )
+    return Collected(records=record_frame, identifiers=identifiers)
+
+
+def collect_files(paths: Sequence[Path], mapping: RecordMapping) -> Collected:
+    """Records of every input file under one mapping; the source is each file's name.
+
+    Raises:
+        MappingError: unreadable input, two inputs with the same file name, or a mapping that
+            does not fit an input.
+    """
+    names = [Path(p).name for p in paths]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise MappingError(
+            f"inputs must have distinct file names (the name is the record's source): {clashes}"
+        )
+    records, identifiers = [], []
+    for path in paths:
+        frame = read_table_as_text(Path(path))
+        collected = apply_mapping(frame, mapping, Path(path).name, where=str(path))
+        records.append(collected.records)
+        if not collected.identifiers.empty:
+            identifiers.append(collected.identifiers)
+    record_frame = pd.concat(records, ignore_index=True)
+    record_frame["observed_at"] = pd.to_datetime(record_frame["observed_at"], utc=True)
+    identifier_frame = (
+        pd.concat(identifiers, ignore_index=True)
+        if identifiers
+        else pd.DataFrame(columns=list(LONG_IDENTIFIER_COLUMNS))
+    )
+    return Collected(records=record_frame, identifiers=identifier_frame)

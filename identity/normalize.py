@@ -1,0 +1,1099 @@
+"""Raw identity attributes -> the normalized record frame every matcher step reads.
+
+Normalization decides what "the same value" means, so it is deliberately conservative: a value
+that cannot be read becomes null (and is counted), junk placeholders become null (and are counted
+separately), nothing is guessed. Work is done once per *distinct* value (``pd.factorize``), so a
+million records cost as much as their distinct emails, phones and names. The costly library calls
+get fast paths that give the same answers: a strict regex accepts plain ASCII emails before
+``email-validator`` sees the rest, and North-American numbers are validated against
+``phonenumbers``' own metadata patterns compiled once (exactly what ``is_valid_number`` checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import IntEnum
+from functools import lru_cache
+from typing import Any, Final
+
+import email_validator
+import numpy as np
+import pandas as pd
+import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
+from phonenumbers import PhoneMetadata
+from phonenumbers.geodata.locale import LOCALE_DATA
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from identity.nicknames import canonical_first_name
+from identity.settings import IdentitySettings
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the normalized record frame, in order (see CONTRACT.md).
+NORMALIZED_COLUMNS: Final[tuple[str, ...]] = (
+    "record_uid",
+    "source",
+    "record_id",
+    "email",
+    "email_user",
+    "email_domain",
+    "phone",
+    "first_name",
+    "first_name_canonical",
+    "last_name",
+    "birth_date",
+    "street_address",
+    "postal_code",
+    "city",
+    "region",
+    "country",
+    "observed_at",
+)
+
+#: Attributes whose unreadable or junk values are counted in the report.
+REPORTED_ATTRIBUTES: Final[tuple[str, ...]] = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "full_name",
+    "birth_date",
+    "street_address",
+    "postal_code",
+    "city",
+    "region",
+    "country",
+)
+
+
+class Status(IntEnum):
+    """Outcome of normalizing one value."""
+
+    OK = 0
+    INVALID = 1
+    JUNK = 2
+    CORRECTED = 3
+
+
+Result = tuple[Any, Status]
+_MISSING: Final[Result] = (None, Status.OK)
+
+
+@dataclass
+class NormalizationReport:
+    """Per-attribute counts of values that were present but unusable (metadata, not errors)."""
+
+    records: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)
+    junk: dict[str, int] = field(default_factory=dict)
+    corrected: dict[str, int] = field(default_factory=dict)
+
+    def add(self, attribute: str, invalid: int, junk: int, corrected: int = 0) -> None:
+        """Accumulate counts for one attribute."""
+        for target, count in (
+            (self.invalid, invalid),
+            (self.junk, junk),
+            (self.corrected, corrected),
+        ):
+            if count:
+                target[attribute] = target.get(attribute, 0) + count
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for logs and asset metadata."""
+        return {
+            "records": self.records,
+            "invalid": dict(self.invalid),
+            "junk": dict(self.junk),
+            "corrected": dict(self.corrected),
+        }
+
+
+# --- text helpers -------------------------------------------------------------------------
+
+_NON_DECOMPOSING: Final[dict[str, str]] = {
+    "ø": "o",
+    "æ": "ae",
+    "œ": "oe",
+    "ł": "l",
+    "đ": "d",
+    "ð": "d",
+    "þ": "th",
+    "ı": "i",
+}
+_NON_DECOMPOSING_TABLE = str.maketrans(_NON_DECOMPOSING)
+_SPACES = re.compile(r"\s+")
+
+
+def strip_accents(text: str) -> str:
+    """Casefold and remove diacritics (é -> e, ß -> ss, ø -> o)."""
+    folded = text.casefold()
+    if folded.isascii():
+        return folded
+    decomposed = unicodedata.normalize("NFKD", folded.translate(_NON_DECOMPOSING_TABLE))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _text(raw: Any) -> str | None:
+    """Trimmed text of a raw cell, or None when empty/missing."""
+    if type(raw) is str:
+        return raw.strip() or None
+    if raw is None:
+        return None
+    if isinstance(raw, float) and np.isnan(raw):
+        return None
+    if raw is pd.NA or raw is pd.NaT:
+        return None
+    text = raw if isinstance(raw, str) else str(raw)
+    text = text.strip()
+    return text or None
+
+
+def edit_distance(a: str, b: str, limit: int = 2) -> int:
+    """Optimal-string-alignment distance (typos incl. transpositions), capped at ``limit + 1``.
+
+    Names are short, so the quadratic table is cheap; the cap stops early on clear mismatches.
+    """
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous_previous: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous_previous[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous_previous, previous = previous, current
+    return previous[-1]
+
+
+# --- email --------------------------------------------------------------------------------
+
+# A strict subset of what email-validator accepts: dot-atom ASCII local part, LDH labels and an
+# alphabetic TLD. Anything else (unicode, quoted local parts, odd dots) goes to the library.
+_PLAIN_EMAIL = re.compile(
+    r"(?P<user>[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})"
+)
+_SPECIAL_USE_DOMAINS = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+#: Consumer mailbox providers whose misspellings (gmial.com, yaho.com, hotmail.con) are common
+#: enough to correct, as mail-check tools do. Only a unique provider one edit away (same
+#: top-level domain), or the exact provider with a mistyped ".com", is corrected.
+POPULAR_EMAIL_DOMAINS: Final[frozenset[str]] = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "ymail.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "protonmail.com",
+        "gmx.com",
+        "mail.com",
+        "comcast.net",
+        "att.net",
+        "verizon.net",
+        "sbcglobal.net",
+        "bellsouth.net",
+        "charter.net",
+        "cox.net",
+    }
+)
+_COM_TYPOS: Final[frozenset[str]] = frozenset(
+    {"co", "con", "cm", "om", "cmo", "ocm", "comm", "vom", "xom", "cim", "coom"}
+)
+_MIN_CORRECTED_LABEL: Final[int] = 4
+
+
+@lru_cache(maxsize=65536)
+def corrected_email_domain(domain: str) -> str:
+    """The popular provider a misspelt domain stands for, or the domain unchanged."""
+    if domain in POPULAR_EMAIL_DOMAINS:
+        return domain
+    label, _, tail = domain.partition(".")
+    candidates = set()
+    for provider in POPULAR_EMAIL_DOMAINS:
+        provider_label, _, provider_tail = provider.partition(".")
+        if (label == provider_label and provider_tail == "com" and tail in _COM_TYPOS) or (
+            tail == provider_tail
+            and len(label) >= _MIN_CORRECTED_LABEL
+            and edit_distance(label, provider_label, 1) <= 1
+        ):
+            candidates.add(provider)
+    return candidates.pop() if len(candidates) == 1 else domain
+
+
+_SPECIAL_USE_SET = frozenset(_SPECIAL_USE_DOMAINS)
+_MAX_EMAIL: Final[int] = 254
+
+
+def _is_special_use(domain: str) -> bool:
+    return domain in _SPECIAL_USE_SET or domain.rpartition(".")[2] in _SPECIAL_USE_SET
+
+
+# --- phone --------------------------------------------------------------------------------
+
+_PHONE_TYPES: Final[tuple[str, ...]] = (
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+)
+_EXTENSION_RE2 = r"(?i)\s*(?:ext\.?|extension|x|#)\s*\d{1,6}\s*$"
+_EXTENSION = re.compile(_EXTENSION_RE2)
+_NON_DIGITS = re.compile(r"\D")
+
+
+@lru_cache(maxsize=8)
+def _valid_national_number_pattern(country_code: int) -> re.Pattern[str] | None:
+    """Every number-type pattern of every region sharing a calling code, as one regex.
+
+    ``phonenumbers.is_valid_number`` accepts a number iff its national significant number fully
+    matches one of these patterns for some region of its calling code; doing it with one
+    compiled regex is ~30x faster and gives the same answer (tested).
+    """
+    patterns: list[str] = []
+    for region in COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+        if metadata is None:
+            continue
+        for name in _PHONE_TYPES:
+            desc = getattr(metadata, name, None)
+            if desc is not None and desc.national_number_pattern:
+                patterns.append(f"(?:{desc.national_number_pattern})")
+    return re.compile("|".join(patterns)) if patterns else None
+
+
+def _is_structural_junk(digits: str) -> bool:
+    """One repeated digit or a straight run (1234567890): placeholders, not phones."""
+    if digits.count(digits[0]) == len(digits):
+        return True
+    return digits in "01234567890123456789" or digits in "98765432109876543210"
+
+
+# --- dates --------------------------------------------------------------------------------
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ][0-9:.+\-Z]*)?")
+_COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_YEAR_FIRST_DATE = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})")
+_YEAR_LAST_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
+_MIN_BIRTH_YEAR: Final[int] = 1900
+
+
+# --- addresses ----------------------------------------------------------------------------
+
+#: USPS-style abbreviations, applied per token so "Main Street" and "main st." agree.
+STREET_ABBREVIATIONS: Final[dict[str, str]] = {
+    "street": "st",
+    "str": "st",
+    "avenue": "ave",
+    "av": "ave",
+    "aven": "ave",
+    "road": "rd",
+    "boulevard": "blvd",
+    "boul": "blvd",
+    "drive": "dr",
+    "drv": "dr",
+    "lane": "ln",
+    "court": "ct",
+    "place": "pl",
+    "terrace": "ter",
+    "highway": "hwy",
+    "parkway": "pkwy",
+    "circle": "cir",
+    "square": "sq",
+    "trail": "trl",
+    "way": "wy",
+    "expressway": "expy",
+    "freeway": "fwy",
+    "crescent": "cres",
+    "point": "pt",
+    "mount": "mt",
+    "heights": "hts",
+    "apartment": "apt",
+    "suite": "ste",
+    "building": "bldg",
+    "floor": "fl",
+    "unit": "unit",
+    "number": "no",
+    "north": "n",
+    "south": "s",
+    "east": "e",
+    "west": "w",
+    "northeast": "ne",
+    "northwest": "nw",
+    "southeast": "se",
+    "southwest": "sw",
+}
+_APOSTROPHES = re.compile(r"['’`.]")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+_NAME_DROP = re.compile(r"['’`.]")
+_NAME_OTHER = re.compile(r"[^a-z\s\-]")
+_NAME_TITLES: Final[frozenset[str]] = frozenset(
+    {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "rev"}
+)
+_NAME_SUFFIXES: Final[frozenset[str]] = frozenset(
+    {"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"}
+)
+_US_ZIP = re.compile(r"(\d{5})(?:\d{4})?")
+_POSTAL_DROP = re.compile(r"[\s\-.]")
+
+US_STATES: Final[dict[str, str]] = {
+    "alabama": "al",
+    "alaska": "ak",
+    "arizona": "az",
+    "arkansas": "ar",
+    "california": "ca",
+    "colorado": "co",
+    "connecticut": "ct",
+    "delaware": "de",
+    "district of columbia": "dc",
+    "florida": "fl",
+    "georgia": "ga",
+    "hawaii": "hi",
+    "idaho": "id",
+    "illinois": "il",
+    "indiana": "in",
+    "iowa": "ia",
+    "kansas": "ks",
+    "kentucky": "ky",
+    "louisiana": "la",
+    "maine": "me",
+    "maryland": "md",
+    "massachusetts": "ma",
+    "michigan": "mi",
+    "minnesota": "mn",
+    "mississippi": "ms",
+    "missouri": "mo",
+    "montana": "mt",
+    "nebraska": "ne",
+    "nevada": "nv",
+    "new hampshire": "nh",
+    "new jersey": "nj",
+    "new mexico": "nm",
+    "new york": "ny",
+    "north carolina": "nc",
+    "north dakota": "nd",
+    "ohio": "oh",
+    "oklahoma": "ok",
+    "oregon": "or",
+    "pennsylvania": "pa",
+    "rhode island": "ri",
+    "south carolina": "sc",
+    "south dakota": "sd",
+    "tennessee": "tn",
+    "texas": "tx",
+    "utah": "ut",
+    "vermont": "vt",
+    "virginia": "va",
+    "washington": "wa",
+    "west virginia": "wv",
+    "wisconsin": "wi",
+    "wyoming": "wy",
+    "puerto rico": "pr",
+}
+
+_COUNTRY_ALIASES: Final[dict[str, str]] = {
+    "usa": "US",
+    "u s a": "US",
+    "u s": "US",
+    "united states of america": "US",
+    "america": "US",
+    "uk": "GB",
+    "u k": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "deutschland": "DE",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "espana": "ES",
+    "russia": "RU",
+    "south korea": "KR",
+    "korea": "KR",
+    "czech republic": "CZ",
+    "uae": "AE",
+    "viet nam": "VN",
+    # ISO alpha-3 of the most common countries in customer data
+    "gbr": "GB",
+    "deu": "DE",
+    "fra": "FR",
+    "esp": "ES",
+    "ita": "IT",
+    "nld": "NL",
+    "bel": "BE",
+    "che": "CH",
+    "aut": "AT",
+    "swe": "SE",
+    "nor": "NO",
+    "dnk": "DK",
+    "fin": "FI",
+    "irl": "IE",
+    "prt": "PT",
+    "pol": "PL",
+    "can": "CA",
+    "mex": "MX",
+    "bra": "BR",
+    "arg": "AR",
+    "aus": "AU",
+    "nzl": "NZ",
+    "jpn": "JP",
+    "chn": "CN",
+    "ind": "IN",
+    "zaf": "ZA",
+}
+
+
+def _clean_words(text: str) -> str:
+    """Casefolded, accent-free words: apostrophes and dots vanish, other punctuation splits."""
+    folded = strip_accents(text)
+    folded = _APOSTROPHES.sub("", folded)
+    folded = _PUNCTUATION.sub(" ", folded)
+    return _SPACES.sub(" ", folded).strip()
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    """Cleaned country name / code -> ISO alpha-2, from phonenumbers' locale data."""
+    names: dict[str, str] = {}
+    for code, by_language in LOCALE_DATA.items():
+        if len(code) != 2 or not code.isalpha():
+            continue
+        names[code.casefold()] = code
+        for language in ("aa", "en", "de", "fr", "es", "it", "nl", "pt"):
+            name = by_language.get(language)
+            while isinstance(name, str) and name.startswith("*"):
+                name = by_language.get(name[1:])
+            if isinstance(name, str) and name:
+                names.setdefault(_clean_words(name), code)
+    for alias, code in _COUNTRY_ALIASES.items():
+        names[alias] = code
+    return names
+
+
+# --- the normalizer -----------------------------------------------------------------------
+
+
+class Normalizer:
+    """Scalar normalizers for each attribute plus the vectorised frame path that reuses them.
+
+    Holds the settings (blocklist, default phone region); build one per run and reuse it.
+    """
+
+    def __init__(
+        self, settings: IdentitySettings | None = None, *, today: date | None = None
+    ) -> None:
+        self.settings = settings or IdentitySettings()
+        self.today = today or datetime.now(UTC).date()
+        self.region = self.settings.phone_default_region
+        self._region_code = phonenumbers.country_code_for_region(self.region)
+        self._country_names = _country_names()
+        self._block_values = self.settings.blocklist_values
+        wildcards = self.settings.blocklist_wildcards
+        self._block_at, self._block_other = self.settings.blocklist_regexes
+        self._block_re2 = [
+            "^" + ".*".join(re.escape(part) for part in w.split("*")) + "$" for w in wildcards
+        ]
+
+    # scalar normalizers: each returns (value, Status); a missing input is (None, OK)
+
+    def _blocked(self, value: str) -> bool:
+        """Whether an already casefolded value is junk (exact entries, then wildcards)."""
+        if value in self._block_values:
+            return True
+        if "@" in value:
+            return self._block_at is not None and self._block_at.match(value) is not None
+        return self._block_other is not None and self._block_other.match(value) is not None
+
+    def _junk(self, text: str) -> bool:
+        return self._blocked(text.casefold())
+
+    def _junk_mask(self, text: pa.Array) -> pa.Array:
+        """Vectorised ``_junk`` over an Arrow string array (null stays false)."""
+        folded = pc.utf8_lower(text)
+        mask = pc.is_in(folded, value_set=pa.array(sorted(self._block_values), pa.string()))
+        for pattern in self._block_re2:
+            mask = pc.or_(mask, pc.match_substring_regex(folded, pattern=pattern))
+        return pc.fill_null(mask, False)
+
+    def email(self, raw: Any) -> Result:
+        """Lowercased, validated address; null if invalid or a placeholder."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        text = text.lower().removeprefix("mailto:").strip()
+        if self._blocked(text):
+            return None, Status.JUNK
+        match = _PLAIN_EMAIL.fullmatch(text)
+        if match is not None and len(text) <= _MAX_EMAIL:
+            return self._plain_email(text, match["user"], match["domain"])
+        return self._validated_email(text)
+
+    def _plain_email(self, text: str, user: str, domain: str) -> Result:
+        if _is_special_use(domain):
+            return self._validated_email(text)
+        corrected = corrected_email_domain(domain)
+        if corrected != domain:
+            return f"{user}@{corrected}", Status.CORRECTED
+        return text, Status.OK
+
+    def _validated_email(self, text: str) -> Result:
+        try:
+            info = email_validator.validate_email(
+                text, check_deliverability=False, test_environment=False
+            )
+        except email_validator.EmailNotValidError:
+            return None, Status.INVALID
+        normalized = info.normalized.lower()
+        if self._blocked(normalized):
+            return None, Status.JUNK
+        return normalized, Status.OK
+
+    def email_batch(self, values: list[str]) -> list[Result]:
+        """``email`` for many distinct raw values: lowercasing, junk and the strict shape test
+        run vectorised in Arrow; only unusual addresses reach email-validator."""
+        text = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array(values, type=pa.string())))
+        text = pc.utf8_trim_whitespace(
+            pc.replace_substring_regex(text, pattern="^mailto:", replacement="")
+        )
+        junk = self._junk_mask(text)
+        plain = pc.and_(
+            pc.match_substring_regex(text, pattern=f"^{_PLAIN_EMAIL.pattern}$"),
+            pc.less_equal(pc.utf8_length(text), _MAX_EMAIL),
+        )
+        results: list[Result] = []
+        for is_junk, is_plain, address in zip(
+            junk.to_pylist(), plain.to_pylist(), text.to_pylist(), strict=True
+        ):
+            if not address:
+                results.append(_MISSING)
+            elif is_junk:
+                results.append((None, Status.JUNK))
+            elif is_plain:
+                user, _, domain = address.rpartition("@")
+                results.append(self._plain_email(address, user, domain))
+            else:
+                results.append(self._validated_email(address))
+        return results
+
+    def phone(self, raw: Any) -> Result:
+        """E.164 number; null if it is not a valid number or a placeholder."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        text = _EXTENSION.sub("", text)
+        return self._phone_digits(_NON_DIGITS.sub("", text), text.startswith(("+", "00")))
+
+    def phone_batch(self, values: list[str]) -> list[Result]:
+        """``phone`` for many distinct raw values: the text work runs vectorised in Arrow and
+        each distinct digit string is validated once."""
+        text = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
+        junk = self._junk_mask(text)
+        text = pc.replace_substring_regex(text, pattern=_EXTENSION_RE2, replacement="")
+        international = pc.or_(pc.starts_with(text, "+"), pc.starts_with(text, "00"))
+        digits = pc.replace_substring_regex(text, pattern=r"\D", replacement="")
+        cache: dict[tuple[str, bool], Result] = {}
+        results: list[Result] = []
+        for is_junk, intl, number, raw in zip(
+            junk.to_pylist(),
+            international.to_pylist(),
+            digits.to_pylist(),
+            text.to_pylist(),
+            strict=True,
+        ):
+            if not raw:
+                results.append(_MISSING)
+            elif is_junk:
+                results.append((None, Status.JUNK))
+            else:
+                key = (number, bool(intl))
+                if key not in cache:
+                    cache[key] = self._phone_digits(number, bool(intl))
+                results.append(cache[key])
+        return results
+
+    def _phone_digits(self, digits: str, international: bool) -> Result:
+        if not digits:
+            return None, Status.INVALID
+        if self._blocked(digits):
+            return None, Status.JUNK
+        if international and digits.startswith("00"):
+            digits = digits[2:]
+        fast = self._nanp_fast_path(digits, international)
+        if fast is not None:
+            return fast
+        try:
+            number = phonenumbers.parse(("+" if international else "") + digits, self.region)
+        except phonenumbers.NumberParseException:
+            return None, Status.INVALID
+        if not phonenumbers.is_valid_number(number):
+            return None, Status.INVALID
+        national = str(number.national_number)
+        if _is_structural_junk(national) or self._blocked(national):
+            return None, Status.JUNK
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), Status.OK
+
+    def _nanp_fast_path(self, digits: str, international: bool) -> Result | None:
+        """Validate +1 numbers by the metadata regex; None when the general path must decide."""
+        if international:
+            if not (digits.startswith("1") and len(digits) == 11):
+                return None
+            national = digits[1:]
+        elif self._region_code == 1 and len(digits) == 10:
+            national = digits
+        elif self._region_code == 1 and len(digits) == 11 and digits.startswith("1"):
+            national = digits[1:]
+        else:
+            return None
+        if self._blocked(national) or _is_structural_junk(national):
+            return None, Status.JUNK
+        pattern = _valid_national_number_pattern(1)
+        if pattern is None or pattern.fullmatch(national) is None:
+            return None, Status.INVALID
+        return "+1" + national, Status.OK
+
+    def name(self, raw: Any) -> Result:
+        """Casefolded letters, spaces and hyphens; null if empty or a placeholder."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        cleaned = _NAME_DROP.sub("", strip_accents(text))
+        cleaned = _NAME_OTHER.sub(" ", cleaned)
+        cleaned = _SPACES.sub(" ", cleaned).strip(" -")
+        if not cleaned:
+            return None, Status.INVALID
+        if self._blocked(cleaned):
+            return None, Status.JUNK
+        return cleaned, Status.OK
+
+    def full_name(self, raw: Any) -> Result:
+        """(first, last) from a full name: 'Last, First' or 'First [Middle] Last'."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        if "," in text:
+            last_part, _, first_part = text.partition(",")
+            text = f"{first_part} {last_part}"
+        cleaned, status = self.name(text)
+        if cleaned is None:
+            return None, status
+        tokens = [
+            t for t in cleaned.split(" ") if t.replace("-", "") not in _NAME_TITLES | _NAME_SUFFIXES
+        ]
+        if not tokens:
+            return None, Status.INVALID
+        first = tokens[0]
+        last = tokens[-1] if len(tokens) > 1 else None
+        return (first, last), Status.OK
+
+    def birth_date(self, raw: Any) -> Result:
+        """ISO date from ISO 8601, YYYYMMDD, YYYY/MM/DD or D/M/YYYY (see ``_day_month``)."""
+        if isinstance(raw, datetime):
+            raw = raw.date()
+        if isinstance(raw, date):
+            return self._checked_date(raw.year, raw.month, raw.day)
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        for pattern in (_ISO_DATE, _COMPACT_DATE, _YEAR_FIRST_DATE):
+            match = pattern.fullmatch(text)
+            if match is not None:
+                year, month, day = (int(g) for g in match.groups())
+                return self._checked_date(year, month, day)
+        match = _YEAR_LAST_DATE.fullmatch(text)
+        if match is not None:
+            first, second, year = (int(g) for g in match.groups())
+            day, month = _day_month(first, second)
+            return self._checked_date(year, month, day)
+        return None, Status.INVALID
+
+    def _checked_date(self, year: int, month: int, day: int) -> Result:
+        try:
+            value = date(year, month, day)
+        except ValueError:
+            return None, Status.INVALID
+        if value.year < _MIN_BIRTH_YEAR or value > self.today:
+            return None, Status.INVALID
+        return value.isoformat(), Status.OK
+
+    def street_address(self, raw: Any) -> Result:
+        """Casefolded words without punctuation, suffixes abbreviated (street -> st)."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        words = _clean_words(text.replace("#", " "))
+        if not words:
+            return None, Status.INVALID
+        return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words.split(" ")), Status.OK
+
+    def street_address_batch(self, values: list[str]) -> list[Result]:
+        """``street_address`` for many distinct values: ASCII ones are cleaned and abbreviated
+        by vectorised Arrow passes, the rest (accents) one by one."""
+        text = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
+        junk = self._junk_mask(text).to_pylist()
+        ascii_mask = pc.fill_null(pc.string_is_ascii(text), False).to_pylist()
+        words = pc.utf8_lower(text)
+        words = pc.replace_substring(words, pattern="#", replacement=" ")
+        words = pc.replace_substring_regex(words, pattern=r"['`.]", replacement="")
+        words = pc.replace_substring_regex(words, pattern=r"[^a-z0-9\s]|_", replacement=" ")
+        words = pc.utf8_trim_whitespace(
+            pc.replace_substring_regex(words, pattern=r"\s+", replacement=" ")
+        )
+        for long, short in STREET_ABBREVIATIONS.items():
+            if long != short:
+                words = pc.replace_substring_regex(words, pattern=rf"\b{long}\b", replacement=short)
+        results: list[Result] = []
+        for raw, is_junk, is_ascii, cleaned in zip(
+            values, junk, ascii_mask, words.to_pylist(), strict=True
+        ):
+            if not is_ascii:
+                results.append(self.street_address(raw))
+            elif not (raw or "").strip():
+                results.append(_MISSING)
+            elif is_junk:
+                results.append((None, Status.JUNK))
+            elif not cleaned:
+                results.append((None, Status.INVALID))
+            else:
+                results.append((cleaned, Status.OK))
+        return results
+
+    def postal_code(self, raw: Any, *, is_us: bool) -> Result:
+        """Uppercase without spaces; US codes become the 5-digit ZIP (leading zeros restored)."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        cleaned = _POSTAL_DROP.sub("", text).upper()
+        if not cleaned or not cleaned.isalnum():
+            return None, Status.INVALID
+        if is_us:
+            if cleaned.isdigit() and len(cleaned) in (3, 4):
+                return cleaned.zfill(5), Status.OK
+            match = _US_ZIP.fullmatch(cleaned)
+            if match is None:
+                return None, Status.INVALID
+            if match[1] == "00000":
+                return None, Status.JUNK
+            return match[1], Status.OK
+        return cleaned, Status.OK
+
+    def place(self, raw: Any) -> Result:
+        """A city: casefolded words without punctuation."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        words = _clean_words(text)
+        return (words, Status.OK) if words else (None, Status.INVALID)
+
+    def region_name(self, raw: Any) -> Result:
+        """A region: like a city, US state names shortened to their code."""
+        value, status = self.place(raw)
+        if value is None:
+            return value, status
+        return US_STATES.get(value, value), status
+
+    def country(self, raw: Any) -> Result:
+        """ISO 3166 alpha-2 when recognisable, else the cleaned text uppercased (counted)."""
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        if self._junk(text):
+            return None, Status.JUNK
+        words = _clean_words(text)
+        if not words:
+            return None, Status.INVALID
+        code = self._country_names.get(words)
+        if code is None:
+            return words.upper(), Status.INVALID
+        return code, Status.OK
+
+    def identifier(self, identifier_type: str, raw: Any) -> Result:
+        """A named identifier: emails and phones as above; others trimmed, case kept."""
+        if identifier_type == "email":
+            return self.email(raw)
+        if identifier_type == "phone":
+            return self.phone(raw)
+        text = _text(raw)
+        if text is None:
+            return _MISSING
+        text = _SPACES.sub(" ", text)
+        if self._junk(text):
+            return None, Status.JUNK
+        return text, Status.OK
+
+    # one record (real time) ------------------------------------------------------------
+
+    def record(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Normalize one record given as a mapping of canonical attribute -> raw value."""
+        out: dict[str, Any] = {c: None for c in NORMALIZED_COLUMNS}
+        for key in ("record_uid", "source", "record_id"):
+            out[key] = _text(raw.get(key))
+        out["email"] = self.email(raw.get("email"))[0]
+        if out["email"] is not None:
+            out["email_user"], _, out["email_domain"] = out["email"].rpartition("@")
+        out["phone"] = self.phone(raw.get("phone"))[0]
+        out["first_name"] = self.name(raw.get("first_name"))[0]
+        out["last_name"] = self.name(raw.get("last_name"))[0]
+        if out["first_name"] is None or out["last_name"] is None:
+            split = self.full_name(raw.get("full_name"))[0]
+            if split is not None:
+                out["first_name"] = out["first_name"] or split[0]
+                out["last_name"] = out["last_name"] or split[1]
+        out["first_name_canonical"] = canonical_first_name(out["first_name"])
+        out["birth_date"] = self.birth_date(raw.get("birth_date"))[0]
+        out["street_address"] = self.street_address(raw.get("street_address"))[0]
+        out["country"] = self.country(raw.get("country"))[0]
+        out["postal_code"] = self.postal_code(
+            raw.get("postal_code"), is_us=self._is_us(out["country"])
+        )[0]
+        out["city"] = self.place(raw.get("city"))[0]
+        out["region"] = self.region_name(raw.get("region"))[0]
+        observed = raw.get("observed_at")
+        out["observed_at"] = pd.Timestamp(observed).tz_convert(UTC) if _text(observed) else None
+        return out
+
+    def _is_us(self, country: str | None) -> bool:
+        return country == "US" if country is not None else self.region == "US"
+
+    # whole frames ---------------------------------------------------------------------
+
+    def frame(self, records: pd.DataFrame) -> tuple[pd.DataFrame, NormalizationReport]:
+        """Normalize a frame of raw records (see CONTRACT.md for input and output columns)."""
+        n = len(records)
+        report = NormalizationReport(records=n)
+        out: dict[str, pd.Series] = {}
+        for key in ("record_uid", "source", "record_id"):
+            out[key] = _trimmed(records[key]) if key in records else _null_str(n)
+        if "record_uid" not in records and {"source", "record_id"} <= set(records.columns):
+            out["record_uid"] = out["source"] + ":" + out["record_id"]
+
+        def apply(
+            name: str,
+            func: Callable[[Any], Result],
+            batch: Callable[[list[Any]], list[Result]] | None = None,
+        ) -> _Column:
+            return _Column.apply(records.get(name), func, report, name, n, batch)
+
+        email = apply("email", self.email, self.email_batch)
+        out["email"] = email.to_series()
+        out["email_user"] = email.map(lambda e: e.rpartition("@")[0]).to_series()
+        out["email_domain"] = email.map(lambda e: e.rpartition("@")[2]).to_series()
+        out["phone"] = apply("phone", self.phone, self.phone_batch).to_series()
+        first = apply("first_name", self.name)
+        last = apply("last_name", self.name)
+        if records.get("full_name") is not None:
+            split = apply("full_name", self.full_name).to_objects()
+            first_names, last_names = first.to_objects(), last.to_objects()
+            has_split = pd.notna(split)
+            fill_first = has_split & pd.isna(first_names)
+            fill_last = has_split & pd.isna(last_names)
+            first_names[fill_first] = [s[0] for s in split[fill_first]]
+            last_names[fill_last] = [s[1] for s in split[fill_last]]
+            first, last = _Column.of(first_names), _Column.of(last_names)
+        out["first_name"] = first.to_series()
+        out["first_name_canonical"] = first.map(canonical_first_name).to_series()
+        out["last_name"] = last.to_series()
+        out["birth_date"] = apply("birth_date", self.birth_date).to_series()
+        out["street_address"] = apply(
+            "street_address", self.street_address, self.street_address_batch
+        ).to_series()
+        country = apply("country", self.country)
+        out["country"] = country.to_series()
+        is_us = (
+            out["country"].eq("US") | (out["country"].isna() & (self.region == "US"))
+        ).to_numpy(bool)
+        us = _Column.apply(
+            records.get("postal_code"), lambda v: self.postal_code(v, is_us=True), None, "", n
+        )
+        other = us.remap(lambda v: self.postal_code(v, is_us=False))
+        postal = np.where(is_us, us.to_objects(), other.to_objects())
+        valid = us.codes >= 0
+        if valid.any() and us.statuses is not None and other.statuses is not None:
+            codes = us.codes[valid]
+            status = np.where(is_us[valid], us.statuses[codes], other.statuses[codes])
+            report.add(
+                "postal_code",
+                invalid=int((status == Status.INVALID).sum()),
+                junk=int((status == Status.JUNK).sum()),
+            )
+        out["postal_code"] = _Column.of(postal).to_series()
+        out["city"] = apply("city", self.place).to_series()
+        out["region"] = apply("region", self.region_name).to_series()
+        observed = records.get("observed_at")
+        if observed is not None:
+            parsed = pd.to_datetime(observed, utc=True, errors="coerce", format="mixed")
+            report.add("observed_at", invalid=int((parsed.isna() & observed.notna()).sum()), junk=0)
+            out["observed_at"] = parsed.astype("datetime64[us, UTC]").reset_index(drop=True)
+        else:
+            out["observed_at"] = pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
+        frame = pd.DataFrame({c: out[c].reset_index(drop=True) for c in NORMALIZED_COLUMNS})
+        return frame, report
+
+
+def _day_month(first: int, second: int) -> tuple[int, int]:
+    """(day, month) of a D/M/YYYY or M/D/YYYY date.
+
+    Day first (DD/MM/YYYY) unless that cannot be a date and month first can: '03/25/1980'
+    (second part > 12) is read as 25 March. Ambiguous dates ('03/04/1980') are day first.
+    """
+    if second > 12 >= first:
+        return second, first
+    return first, second
+
+
+def _null_str(n: int) -> pd.Series:
+    return pd.Series(pa.nulls(n, pa.string()), dtype="str")
+
+
+def _as_text_array(series: pd.Series) -> pa.Array:
+    """Any column as an Arrow string array (datetimes as ISO dates; other types via str)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
+        series.dtype
+    ):
+        series = series.dt.strftime("%Y-%m-%d")
+    if series.dtype != "str":
+        series = series.astype("str")
+    array = pa.array(series)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array
+
+
+def _trimmed(series: pd.Series) -> pd.Series:
+    """Text without surrounding whitespace; empty becomes null."""
+    array = pc.utf8_trim_whitespace(_as_text_array(series))
+    array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
+    return pd.Series(array, dtype="str")
+
+
+class _Column:
+    """A normalized column as codes into per-distinct-value results (work once per value)."""
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        values: list[Any],
+        uniques: list[Any] | None = None,
+        statuses: np.ndarray | None = None,
+    ) -> None:
+        self.codes = codes
+        self.values = values
+        self.uniques = uniques
+        self.statuses = statuses
+
+    @classmethod
+    def apply(
+        cls,
+        series: pd.Series | None,
+        func: Callable[[Any], Result],
+        report: NormalizationReport | None,
+        attribute: str,
+        n: int,
+        batch: Callable[[list[Any]], list[Result]] | None = None,
+    ) -> _Column:
+        """Run ``func`` (or ``batch`` on all of them) once per distinct value; count
+        invalid/junk/corrected rows."""
+        if series is None:
+            return cls(np.full(n, -1, dtype=np.int64), [], [], np.zeros(0, dtype=np.int8))
+        encoded = pc.dictionary_encode(_as_text_array(series))
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = encoded.dictionary.to_pylist()
+        results = batch(uniques) if batch is not None else [func(u) for u in uniques]
+        statuses = np.array([int(r[1]) for r in results], dtype=np.int8)
+        if report is not None and uniques:
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            report.add(
+                attribute,
+                invalid=int(counts[statuses == Status.INVALID].sum()),
+                junk=int(counts[statuses == Status.JUNK].sum()),
+                corrected=int(counts[statuses == Status.CORRECTED].sum()),
+            )
+        return cls(codes, [r[0] for r in results], uniques, statuses)
+
+    @classmethod
+    def of(cls, objects: np.ndarray) -> _Column:
+        """Wrap a row-level object array (None = null)."""
+        codes, uniques = pd.factorize(objects, use_na_sentinel=True)
+        return cls(codes.astype(np.int64), list(uniques))
+
+    def remap(self, func: Callable[[Any], Result]) -> _Column:
+        """The same distinct inputs through another normalizer."""
+        if self.uniques is None:
+            raise ValueError("remap needs the raw distinct values")
+        results = [func(u) for u in self.uniques]
+        statuses = np.array([int(r[1]) for r in results], dtype=np.int8)
+        return _Column(self.codes, [r[0] for r in results], self.uniques, statuses)
+
+    def map(self, func: Callable[[Any], Any]) -> _Column:
+        """Derive another column from the normalized values (nulls stay null)."""
+        return _Column(self.codes, [None if v is None else func(v) for v in self.values])
+
+    def to_objects(self) -> np.ndarray:
+        """Row-level object array."""
+        values = np.empty(len(self.values) + 1, dtype=object)
+        values[: len(self.values)] = self.values
+        values[-1] = None
+        return values[self.codes]
+
+    def to_series(self) -> pd.Series:
+        """Row-level pandas string column, built by an Arrow take (no per-row Python)."""
+        values = pa.array(self.values, type=pa.string())
+        indices = pa.array(self.codes, mask=self.codes < 0)
+        return pd.Series(values.take(indices), dtype="str")
+
+
+def normalize_with_report(
+    records: pd.DataFrame, settings: IdentitySettings | None = None, *, today: date | None = None
+) -> tuple[pd.DataFrame, NormalizationReport]:
+    """The normalized record frame plus counts of invalid and junk values per attribute."""
+    frame, report = Normalizer(settings, today=today).frame(records)
+    if report.invalid or report.junk:
+        logger.info("normalization: invalid %s, junk %s", report.invalid, report.junk)
+    return frame, report
+
+
+def normalize_records(
+    records: pd.DataFrame, settings: IdentitySettings | None = None, *, today: date | None = None
+) -> pd.DataFrame:
+    """The normalized record frame of the contract (absent inputs become null columns)."""
+    return normalize_with_report(records, settings, today=today)[0]

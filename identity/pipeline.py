@@ -1,0 +1,498 @@
+"""One identity run: normalize -> rules -> model -> guarded graph -> stable ids -> outputs.
+
+``resolve`` is pure (frames in, frames out; the clock and run id are passed in) so the Dagster
+asset, the CLI and tests run exactly the same code. ``write_resolution`` and
+``read_previous_state`` are the only functions that touch files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from identity.graph import ClusterResult, SplitEvent, resolve_clusters
+from identity.ids import (
+    IdAssignment,
+    PreviousState,
+    assign_customer_ids,
+    empty_aliases,
+    empty_history,
+)
+from identity.model import TrainedModel, train_model
+from identity.normalize import NormalizationReport, Normalizer
+from identity.rules import (
+    AUDITED_EDGE_COLUMNS,
+    RuleResult,
+    RuleStats,
+    arrow_frame,
+    deterministic_edges,
+    empty_edge_frame,
+    guard_model_edges,
+    normalize_identifiers,
+)
+from identity.settings import IdentitySettings
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_MAP_FILE: Final[str] = "identity_map.parquet"
+IDENTIFIERS_FILE: Final[str] = "identity_identifiers.parquet"
+EDGES_FILE: Final[str] = "identity_edges.parquet"
+HISTORY_FILE: Final[str] = "customer_id_history.parquet"
+ALIASES_FILE: Final[str] = "customer_aliases.parquet"
+RECORDS_FILE: Final[str] = "identity_records.parquet"
+WEAK_VALUES_FILE: Final[str] = "identity_weak_values.parquet"
+MODEL_FILE: Final[str] = "identity_model.json"
+STATS_FILE: Final[str] = "identity_stats.json"
+
+#: Fewer records than this cannot train a Fellegi-Sunter model worth trusting; rules only.
+MIN_RECORDS_FOR_MODEL: Final[int] = 50
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Resolution:
+    """Everything one run produced: the output tables, the model and the figures."""
+
+    run_id: str
+    resolved_at: datetime
+    records: pd.DataFrame
+    identity_map: pd.DataFrame
+    identifiers: pd.DataFrame
+    edges: pd.DataFrame
+    history: pd.DataFrame
+    events: pd.DataFrame
+    aliases: pd.DataFrame
+    weak_values: pd.DataFrame
+    model: TrainedModel | None
+    stats: dict[str, Any] = field(default_factory=dict)
+    splits: list[SplitEvent] = field(default_factory=list)
+
+
+def _timed(
+    seconds: dict[str, float], step: str, progress: Progress | None, cpu: dict[str, float]
+) -> Callable[[], None]:
+    if progress is not None:
+        progress(step)
+    started, started_cpu = time.perf_counter(), time.process_time()
+
+    def done() -> None:
+        seconds[step] = round(time.perf_counter() - started, 3)
+        cpu[step] = round(time.process_time() - started_cpu, 3)
+
+    return done
+
+
+def resolve(
+    records: pd.DataFrame,
+    identifiers: pd.DataFrame | None,
+    settings: IdentitySettings,
+    *,
+    previous: PreviousState | None = None,
+    model: TrainedModel | None = None,
+    train: bool = True,
+    run_id: str,
+    now: datetime,
+    progress: Progress | None = None,
+) -> Resolution:
+    """Resolve raw records (see ``collect_records``) into customers.
+
+    ``model`` is reused when given; otherwise one is trained when ``train`` is true and there
+    are enough records. ``previous`` makes customer ids stable across runs.
+
+    Raises:
+        ValueError: records without ``record_uid``, or with duplicate record uids.
+    """
+    seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
+    if "record_uid" not in records:
+        raise ValueError("records need a 'record_uid' column ('<source>:<record_id>')")
+    duplicated = records["record_uid"][records["record_uid"].duplicated()]
+    if not duplicated.empty:
+        raise ValueError(
+            f"records: record_uid must be unique; duplicated: {sorted(set(duplicated))[:5]}"
+        )
+
+    done = _timed(seconds, "normalize", progress, cpu_seconds)
+    normalizer = Normalizer(settings, today=now.date())
+    normalized, report = normalizer.frame(records)
+    rule_stats = RuleStats()
+    named = normalize_identifiers(identifiers, normalizer, rule_stats)
+    done()
+
+    done = _timed(seconds, "rules", progress, cpu_seconds)
+    rules = deterministic_edges(normalized, named, settings)
+    rules.stats.identifier_junk = rule_stats.identifier_junk
+    rules.stats.identifier_invalid = rule_stats.identifier_invalid
+    done()
+
+    model_stats: dict[str, Any] = {"used": False}
+    model_edges = empty_edge_frame()
+    if model is None and train:
+        if len(normalized) >= MIN_RECORDS_FOR_MODEL:
+            done = _timed(seconds, "train_model", progress, cpu_seconds)
+            model = train_model(normalized, settings.model)
+            done()
+            model_stats["trained"] = True
+        else:
+            model_stats["skipped"] = (
+                f"{len(normalized)} records; at least {MIN_RECORDS_FOR_MODEL} needed to train"
+            )
+    if model is not None:
+        done = _timed(seconds, "predict", progress, cpu_seconds)
+        predicted = model.predict(normalized)
+        done()
+        model_edges = guard_model_edges(
+            predicted.assign(
+                is_accepted=True,
+                rejected_reason=pd.Series(pd.NA, index=predicted.index, dtype="str"),
+            ),
+            normalized,
+        )
+        model_stats.update(
+            used=True,
+            edges=len(model_edges),
+            match_threshold=model.settings.match_threshold,
+            training=model.training,
+        )
+
+    done = _timed(seconds, "graph", progress, cpu_seconds)
+    edges = _concat_edges(rules.edges, model_edges)
+    unique_values = _unique_values(rules, settings)
+    clustered = resolve_clusters(
+        normalized["record_uid"],
+        edges,
+        unique_values=unique_values,
+        unique_types=settings.unique_identifier_types,
+        max_cluster_size=settings.max_cluster_size,
+    )
+    done()
+
+    done = _timed(seconds, "ids", progress, cpu_seconds)
+    merge_causes, split_causes = _causes(clustered, previous)
+    assignment = assign_customer_ids(
+        clustered.clusters,
+        previous,
+        salt=settings.id_salt,
+        run_id=run_id,
+        now=now,
+        merge_causes=merge_causes,
+        split_causes=split_causes,
+    )
+    done()
+
+    done = _timed(seconds, "outputs", progress, cpu_seconds)
+    identity_map = _identity_map(normalized, assignment, now)
+    identifiers_out = _identifiers(rules, identity_map)
+    edges_out = clustered.edges.assign(run_id=run_id)
+    history = _concat_history(previous, assignment.events)
+    done()
+
+    stats = _stats(
+        identity_map, edges_out, assignment, clustered, report, rules, model_stats, seconds
+    )
+    stats["cpu_seconds"] = cpu_seconds
+    logger.info(
+        "identity run %s: %d records -> %d customers",
+        run_id,
+        len(identity_map),
+        stats["customers"],
+    )
+    return Resolution(
+        run_id=run_id,
+        resolved_at=now,
+        records=normalized,
+        identity_map=identity_map,
+        identifiers=identifiers_out,
+        edges=edges_out,
+        history=history,
+        events=assignment.events,
+        aliases=assignment.aliases,
+        weak_values=rules.weak_values,
+        model=model,
+        stats=stats,
+        splits=clustered.splits,
+    )
+
+
+def _concat_edges(rule_edges: pd.DataFrame, model_edges: pd.DataFrame) -> pd.DataFrame:
+    frames = [f[list(AUDITED_EDGE_COLUMNS)] for f in (rule_edges, model_edges) if not f.empty]
+    if not frames:
+        return empty_edge_frame()
+    edges = pd.concat(frames, ignore_index=True)
+    return edges.astype(
+        {
+            "record_uid_l": "str",
+            "record_uid_r": "str",
+            "evidence_type": "str",
+            "rule": "str",
+            "identifier_type": "str",
+            "match_probability": "float64",
+            "match_weight": "float64",
+            "details": "str",
+            "is_accepted": "bool",
+            "rejected_reason": "str",
+        }
+    )
+
+
+def _causes(
+    clustered: ClusterResult, previous: PreviousState | None
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Human-readable causes for merges (evidence between old customers) and guard splits."""
+    clusters = clustered.clusters
+    split_causes: dict[int, str] = {}
+    if clustered.splits:
+        label_of = clusters.set_index("record_uid")["cluster"]
+        for event in clustered.splits:
+            labels = label_of.reindex(list(event.record_uids)).to_numpy()
+            for label in set(labels.tolist()):
+                split_causes[int(label)] = "guard: " + ", ".join(event.causes)
+    merge_causes: dict[int, str] = {}
+    if previous is None or previous.identity_map.empty:
+        return merge_causes, split_causes
+    prev = previous.identity_map[["record_uid", "customer_id"]]
+    prev = prev.assign(previous_code=pd.factorize(prev["customer_id"])[0])
+    joined = clusters.merge(prev, on="record_uid", how="inner")
+    counts = joined.groupby("cluster")["previous_code"].nunique()
+    merged = counts[counts > 1].index
+    if len(merged) == 0:
+        return merge_causes, split_causes
+    involved = joined[joined["cluster"].isin(merged)]
+    owner = dict(zip(involved["record_uid"], involved["customer_id"], strict=True))
+    members = clusters[clusters["cluster"].isin(merged)]
+    label_of = dict(zip(members["record_uid"], members["cluster"], strict=True))
+    edges = clustered.edges[clustered.edges["is_accepted"]]
+    edges = edges[edges["record_uid_l"].isin(list(label_of))]
+    for left, right, rule in edges[["record_uid_l", "record_uid_r", "rule"]].itertuples(
+        index=False
+    ):
+        a, b = owner.get(left), owner.get(right)
+        if a is not None and b is not None and a != b:
+            merge_causes.setdefault(int(label_of[left]), f"evidence: {rule}")
+    for label in merged:
+        merge_causes.setdefault(int(label), "linked through new records")
+    return merge_causes, split_causes
+
+
+def _identity_map(
+    normalized: pd.DataFrame, assignment: IdAssignment, now: datetime
+) -> pd.DataFrame:
+    frame = normalized[["record_uid", "source", "record_id"]].merge(
+        assignment.identity_map, on="record_uid", how="left"
+    )
+    frame["cluster_size"] = (
+        frame.groupby("customer_id")["record_uid"].transform("size").astype("int64")
+    )
+    frame["resolved_at"] = pd.Series(now, index=frame.index, dtype="datetime64[us, UTC]")
+    return frame.reset_index(drop=True)
+
+
+def _unique_values(rules: RuleResult, settings: IdentitySettings) -> pd.DataFrame:
+    """Values of the unique identifier types per record (not those of shared devices)."""
+    long = rules.identifiers
+    if long is None or long.num_rows == 0:
+        return pd.DataFrame(columns=["record_uid", "identifier_type", "identifier_value"])
+    wanted = pc.and_(
+        pc.is_in(
+            long["identifier_type"],
+            pa.array(list(settings.unique_identifier_types), pa.large_string()),
+        ),
+        pc.invert(long["is_ambiguous"]),
+    )
+    chosen = long.filter(wanted).select(["record_uid", "identifier_type", "identifier_value"])
+    return chosen.to_pandas().astype("str")
+
+
+def _identifiers(rules: RuleResult, identity_map: pd.DataFrame) -> pd.DataFrame:
+    """identity_identifiers: every usable identifier of every record, with its customer.
+
+    Emails and phones are seen when their record was observed; named identifiers keep the
+    first/last times collect found them. Values a shared device held are left out (they were
+    never that customer's); ``is_shared`` flags values that belong to several customers
+    (household phones), which joins must not treat as unique.
+    """
+    con = duckdb.connect()
+    try:
+        con.register("long_in", rules.identifiers)
+        con.register(
+            "map_in",
+            pa.Table.from_pandas(
+                identity_map[["record_uid", "customer_id", "source"]], preserve_index=False
+            ),
+        )
+        frame = con.sql(
+            """
+            with joined as (
+                select l.record_uid, m.customer_id, l.identifier_type, l.identifier_value,
+                       m.source, l.first_seen_at, l.last_seen_at
+                from long_in l join map_in m using (record_uid)
+                where not l.is_ambiguous
+            ),
+            owners as (
+                select identifier_type, identifier_value,
+                       count(distinct customer_id) > 1 as is_shared
+                from joined group by identifier_type, identifier_value
+            )
+            select j.*, o.is_shared
+            from joined j join owners o using (identifier_type, identifier_value)
+            """
+        ).to_arrow_table()
+        frame = arrow_frame(frame)
+    finally:
+        con.close()
+    columns = ["record_uid", "customer_id", "identifier_type", "identifier_value", "source"]
+    frame = frame.astype({c: "str" for c in columns} | {"is_shared": "bool"})
+    for column in ("first_seen_at", "last_seen_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    return frame[[*columns, "first_seen_at", "last_seen_at", "is_shared"]]
+
+
+def _concat_history(previous: PreviousState | None, events: pd.DataFrame) -> pd.DataFrame:
+    frames = [f for f in (previous.history if previous else empty_history(), events) if not f.empty]
+    if not frames:
+        return empty_history()
+    history = pd.concat(frames, ignore_index=True)
+    history["occurred_at"] = history["occurred_at"].astype("datetime64[us, UTC]")
+    return history
+
+
+def size_histogram(cluster_sizes: pd.Series) -> dict[str, int]:
+    """Customers per cluster size, with sizes above 10 grouped in bands."""
+    bands = pd.cut(
+        cluster_sizes,
+        bins=[0, 1, 2, 3, 4, 5, 10, 20, 50, np.inf],
+        labels=["1", "2", "3", "4", "5", "6-10", "11-20", "21-50", "51+"],
+    )
+    counts = bands.value_counts(sort=False)
+    return {str(k): int(v) for k, v in counts.items() if v}
+
+
+def _stats(
+    identity_map: pd.DataFrame,
+    edges: pd.DataFrame,
+    assignment: IdAssignment,
+    clustered: ClusterResult,
+    report: NormalizationReport,
+    rules: RuleResult,
+    model_stats: dict[str, Any],
+    seconds: Mapping[str, float],
+) -> dict[str, Any]:
+    sizes = identity_map.groupby("customer_id").size()
+    rejected = edges.loc[~edges["is_accepted"], "rejected_reason"].value_counts()
+    return {
+        "records": len(identity_map),
+        "records_by_source": {
+            str(k): int(v) for k, v in identity_map["source"].value_counts().items()
+        },
+        "customers": len(sizes),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "singleton_share": float((sizes == 1).mean()) if len(sizes) else 0.0,
+        "cluster_size_histogram": size_histogram(sizes),
+        "edges_accepted": int(edges["is_accepted"].sum()),
+        "edges_by_rule": {
+            str(k): int(v)
+            for k, v in edges.loc[edges["is_accepted"], "rule"].value_counts().items()
+        },
+        "links_rejected_by_guards": int(rejected.sum()),
+        "links_rejected_by_reason": {str(k): int(v) for k, v in rejected.items()},
+        "splits": [s.as_dict() for s in clustered.splits],
+        "ids": assignment.stats,
+        "normalization": report.as_dict(),
+        "rules": rules.stats.as_dict(),
+        "model": model_stats,
+        "seconds": dict(seconds),
+    }
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_resolution(
+    resolution: Resolution, folder: Path, *, run_folder: Path | None = None
+) -> dict[str, Path]:
+    """Write the run's tables to ``folder`` (atomically per file); the model also to
+    ``run_folder`` when given. Returns the written paths by name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    tables = {
+        IDENTITY_MAP_FILE: resolution.identity_map,
+        IDENTIFIERS_FILE: resolution.identifiers,
+        EDGES_FILE: resolution.edges,
+        HISTORY_FILE: resolution.history,
+        ALIASES_FILE: resolution.aliases,
+        RECORDS_FILE: resolution.records,
+        WEAK_VALUES_FILE: resolution.weak_values,
+    }
+    for name, frame in tables.items():
+        _write_parquet(frame, folder / name)
+        written[name] = folder / name
+    if resolution.model is not None:
+        resolution.model.save(folder / MODEL_FILE)
+        written[MODEL_FILE] = folder / MODEL_FILE
+        if run_folder is not None:
+            resolution.model.save(Path(run_folder) / MODEL_FILE)
+            written["run_model"] = Path(run_folder) / MODEL_FILE
+    stats = {
+        "run_id": resolution.run_id,
+        "resolved_at": resolution.resolved_at.isoformat(),
+        **resolution.stats,
+    }
+    tmp = folder / f".{STATS_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(stats, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, folder / STATS_FILE)
+    written[STATS_FILE] = folder / STATS_FILE
+    return written
+
+
+def read_previous_state(folder: Path) -> PreviousState | None:
+    """The last run's map, aliases and history from ``folder``; None before the first run."""
+    folder = Path(folder)
+    path = folder / IDENTITY_MAP_FILE
+    if not path.exists():
+        return None
+    identity_map = pd.read_parquet(path, columns=["record_uid", "customer_id"])
+    aliases = (
+        pd.read_parquet(folder / ALIASES_FILE)
+        if (folder / ALIASES_FILE).exists()
+        else empty_aliases()
+    )
+    history = (
+        pd.read_parquet(folder / HISTORY_FILE)
+        if (folder / HISTORY_FILE).exists()
+        else empty_history()
+    )
+    return PreviousState(identity_map=identity_map, aliases=aliases, history=history)
+
+
+def read_saved_model(folder: Path) -> TrainedModel | None:
+    """The model the last run saved in ``folder``, or None when there is none."""
+    path = Path(folder) / MODEL_FILE
+    return TrainedModel.load(path) if path.exists() else None
+
+
+def read_stats(folder: Path) -> dict[str, Any]:
+    """The figures of the last run (``identity_stats.json``)."""
+    return json.loads((Path(folder) / STATS_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,40 @@
+"""Fixtures of the identity tests: a constructed world, one trained model, one resolution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from identity_testdata import make_persons, messy_records
+
+
+@pytest.fixture(scope="session")
+def people_world() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """~1,500 records of 800 people across a CRM and a shop, with truth."""
+    return messy_records(make_persons(800, seed=11), seed=12)
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def trained_model(people_world):
+    """One real Splink model trained on the constructed world, shared by the session."""
+    from identity.model import ModelSettings, train_model
+    from identity.normalize import normalize_records
+
+    records, _, _ = people_world
+    return train_model(normalize_records(records), ModelSettings())
+
+
+@pytest.fixture(scope="session")
+def resolved_people(people_world, trained_model):
+    """The constructed world resolved once (rules + the shared model)."""
+    from identity.pipeline import resolve
+    from identity.settings import IdentitySettings
+
+    records, identifiers, _ = people_world
+    return resolve(
+        records, identifiers, IdentitySettings(), model=trained_model, run_id="run-1", now=NOW
+    )
