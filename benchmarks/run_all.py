@@ -19,6 +19,9 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_generate.py", ["--persons", "1000000"], ["--persons", "20000"]),
     ("bench_ingest.py", [], ["--events", "100000", "--people", "20000"]),
+    ("bench_identity.py", ["quality", "--persons", "10000"], ["quality", "--persons", "2000"]),
+    ("bench_identity.py", ["scale", "--records", "1000000"], ["scale", "--records", "50000"]),
+    ("bench_model.py", ["--records", "1000000"], ["--records", "50000"]),
     ("bench_pipeline.py", ["--persons", "10000"], ["--persons", "2000"]),
     ("bench_pipeline.py", ["--persons", "100000"], ["--persons", "5000"]),
     ("bench_snapshot.py", [], ["--persons", "20000", "--lookups", "2000"]),
