@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from api.graphql.context import Limits
+from api.graphql.executor import OperationExecutor
 from api.graphql.schema import build_schema
 from api.graphql.view import GraphQLDispatch, GraphQLView
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -44,6 +45,8 @@ class ApiState:
             default_page_size=settings.api_default_page_size,
             max_page_size=settings.api_max_page_size,
         )
+        self.schema = build_schema(settings)
+        self.executor = OperationExecutor(self.schema, settings, self.metrics, self.audit)
 
     def refresh(self) -> None:
         """Follow CURRENT and the keys file (called by the poller, in a thread)."""
@@ -68,7 +71,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The API for one CDP_HOME. Fails at start on an invalid keys file."""
     settings = settings or ApiSettings()
     state = ApiState(settings)
-    schema = build_schema(settings, state.metrics, state.audit)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +98,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             state.audit.close()
 
     graphql = GraphQLView(
-        schema,
+        state.schema,
+        executor=state.executor,
         keys=state.keys,
         snapshots=state.snapshots,
         limits=state.limits,

@@ -125,6 +125,10 @@ class ApiMetrics:
             registry=target,
         )
         self._labels: set[str] = set()
+        # Labelled children by label values: ``labels()`` hashes and locks on every call.
+        # Bounded: paths and operation labels are, status codes and statuses are few.
+        self._operation_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._http_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._labels_lock = threading.Lock()
         self._manager: SnapshotManager | None = None
 
@@ -152,14 +156,28 @@ class ApiMetrics:
 
     def observe_operation(self, operation: str, status: str, seconds: float) -> None:
         """Count and time one GraphQL operation."""
-        self.operations.labels(operation, status).inc()
-        self.operation_latency.labels(operation).observe(seconds)
+        children = self._operation_children.get((operation, status))
+        if children is None:
+            children = (
+                self.operations.labels(operation, status),
+                self.operation_latency.labels(operation),
+            )
+            self._operation_children[(operation, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_http(self, path: str, status_code: int, seconds: float) -> None:
         """Count and time one HTTP request."""
         label = path if path in KNOWN_PATHS else "other"
-        self.http_requests.labels(label, str(status_code)).inc()
-        self.http_latency.labels(label).observe(seconds)
+        children = self._http_children.get((label, status_code))
+        if children is None:
+            children = (
+                self.http_requests.labels(label, str(status_code)),
+                self.http_latency.labels(label),
+            )
+            self._http_children[(label, status_code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -1,30 +1,14 @@
-"""The GraphQL schema: queries, security extensions, caches, and per-operation bookkeeping."""
+"""The GraphQL schema: the root queries and how they reach the snapshot."""
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
 
 from api.graphql.context import Context
-from api.graphql.errors import BadInputError, NotFoundError, error_code, is_client_error
+from api.graphql.errors import BadInputError, NotFoundError
 from api.graphql.pagination import decode_cursor, encode_cursor, page_size
 from api.graphql.permissions import requires
 from api.graphql.types.customer import Customer, CustomerConnection, CustomerEdge, strawberry_name
@@ -34,7 +18,6 @@ from api.graphql.types.page import PageInfo
 from api.graphql.types.segment import Segment
 from api.graphql.types.snapshot import SnapshotInfo
 from api.lookup import ALIAS_TYPE, normalize_lookup
-from api.metrics import ApiMetrics
 from api.repositories.customers import (
     TRAIT_OPERATORS,
     TraitCondition,
@@ -43,17 +26,10 @@ from api.repositories.customers import (
     filter_customers,
     lookup_customer,
 )
-from api.security import AuditLog, Scope
+from api.security import Scope
 from api.settings import ApiSettings
 
-logger = logging.getLogger(__name__)
-
-#: Distinct query texts whose parse and validation results are cached per process.
-CACHE_SIZE = 512
 MAX_ID_LENGTH = 200
-INTERNAL_ERROR_MESSAGE = (
-    "Internal error; it has been logged. Retry, or report the X-Request-Id response header."
-)
 
 
 def _known(names: list[str], limit: int = 20) -> str:
@@ -200,109 +176,9 @@ class Query:
         return SnapshotInfo.from_snapshot(info.context.snapshot)
 
 
-def _root_fields(execution_context: ExecutionContext) -> str | None:
-    document = execution_context.graphql_document
-    if document is None:
-        return None
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            names = {
-                selection.name.value
-                for selection in definition.selection_set.selections
-                if getattr(selection, "name", None) is not None
-            }
-            return ",".join(sorted(names)) or None
-    return None
-
-
-def _operation_extension(metrics: ApiMetrics, audit: AuditLog) -> type[SchemaExtension]:
-    class OperationBookkeeping(SchemaExtension):
-        """Times and counts each operation and writes its PII reads to the audit log.
-
-        Listed last, so it sees errors before MaskErrors replaces the unexpected ones.
-        """
-
-        def on_operation(self) -> Iterator[None]:
-            started = time.perf_counter()
-            yield
-            execution = self.execution_context
-            result = execution.result
-            errors: list[GraphQLError] = list(
-                (result.errors if result is not None else None)
-                or execution.pre_execution_errors
-                or []
-            )
-            status = "ok" if not errors else error_code(errors[0]).lower()
-            operation = metrics.operation_label(execution.operation_name or _root_fields(execution))
-            metrics.observe_operation(operation, status, time.perf_counter() - started)
-            context = execution.context
-            if isinstance(context, Context) and context.pii_reads:
-                audit.write(context.audit_entries(operation))
-
-    return OperationBookkeeping
-
-
-class _MaskErrors(MaskErrors):
-    """MaskErrors without its per-request ``isinstance`` against a runtime Protocol.
-
-    That check alone cost about 7% of a lookup's CPU; a plain attribute test is equivalent for
-    the results this schema produces. If strawberry renames the hook, the stock (slower)
-    behaviour applies, so masking never depends on this override.
-    """
-
-    def _process_result(self, result: object) -> None:
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
-
-
-class CdpSchema(strawberry.Schema):
-    """Logs unexpected errors with their traceback, client errors as one line."""
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        """Called with the original errors, before MaskErrors hides internal ones."""
-        context = execution_context.context if execution_context is not None else None
-        request_id = getattr(context, "request_id", "-")
-        for error in errors:
-            if is_client_error(error):
-                logger.info("graphql client error (request %s): %s", request_id, error.message)
-            else:
-                logger.error(
-                    "graphql internal error (request %s) at %s: %s",
-                    request_id,
-                    error.path,
-                    error.message,
-                    exc_info=error.original_error,
-                )
-
-
-def build_schema(settings: ApiSettings, metrics: ApiMetrics, audit: AuditLog) -> CdpSchema:
-    """The schema with limits, caches, error masking and bookkeeping from the settings."""
-    # Validation rule classes are built once: the validation cache keys on them, and a limiter
-    # constructed per request would mint new classes and never hit the cache.
-    rules: list[Any] = [
-        *QueryDepthLimiter(max_depth=settings.api_max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.api_max_aliases).validation_rules,
-    ]
-    if not settings.api_enable_introspection:
-        rules += DisableIntrospection().validation_rules
-    max_tokens = settings.api_max_tokens
-
-    def mask(error: GraphQLError) -> bool:
-        return not is_client_error(error)
-
-    extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: _MaskErrors(should_mask_error=mask, error_message=INTERNAL_ERROR_MESSAGE),
-        _operation_extension(metrics, audit),
-    ]
-    return CdpSchema(
+def build_schema(settings: ApiSettings) -> strawberry.Schema:
+    """The schema; limits, caches, masking and bookkeeping live in ``api.graphql.executor``."""
+    return strawberry.Schema(
         query=Query,
-        extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not settings.api_enable_introspection),
     )

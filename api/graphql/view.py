@@ -1,13 +1,12 @@
-"""The /graphql endpoint: authenticate, hold a snapshot for the request, run the schema.
+"""The /graphql endpoint: authenticate, hold a snapshot for the request, run the operation.
 
-Measured in ``benchmarks/bench_api.py``, a lookup spent about a third of its CPU outside the
-schema: FastAPI's ``GraphQLRouter`` resolves dependencies and runs FastAPI's routing stack, and
-strawberry's generic HTTP view parses content types with ``email.message`` and supports
-multipart, batching and streaming. This view keeps strawberry for everything GraphQL (schema,
-execution, validation, error masking, result formatting, the IDE page) and handles a JSON POST
-directly: key check, context, one ``schema.execute``, orjson out, snapshot released.
-``GraphQLDispatch`` hands ``/graphql`` to it ahead of FastAPI's routing (errors still reach
-FastAPI's outermost handler). GET (the IDE page, when enabled) is strawberry's own handling.
+A JSON POST is handled here directly on the ASGI scope: key check, context, one run of
+``api.graphql.executor``, orjson out, snapshot released. Measured in ``benchmarks/bench_api.py``,
+FastAPI's ``GraphQLRouter`` and strawberry's generic HTTP view (dependency resolution, content
+types parsed with ``email.message``, multipart, batching and streaming support) were about a
+third of a lookup's CPU. ``GraphQLDispatch`` hands ``/graphql`` to this view ahead of FastAPI's
+routing (errors still reach FastAPI's outermost handler). GET (the IDE page, when enabled) is
+strawberry's own handling.
 """
 
 from __future__ import annotations
@@ -16,22 +15,40 @@ import uuid
 from typing import Any, Final
 
 import orjson
-from starlette.requests import Request
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import MissingQueryError
-from strawberry.http import process_result
 from strawberry.schema import BaseSchema
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 
 from api.graphql.context import Context, Limits
+from api.graphql.executor import OperationExecutor, RequestError
 from api.security import KeyStore, presented_key
 from api.snapshot import SnapshotManager
 
-QUERIES_ONLY: Final[set[OperationType]] = {OperationType.QUERY}
 MAX_BODY_BYTES: Final[int] = 256 * 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, refusing to buffer more than MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 class GraphQLView(GraphQL[Context | None, None]):
@@ -41,6 +58,7 @@ class GraphQLView(GraphQL[Context | None, None]):
         self,
         schema: BaseSchema,
         *,
+        executor: OperationExecutor,
         keys: KeyStore,
         snapshots: SnapshotManager,
         limits: Limits,
@@ -51,6 +69,7 @@ class GraphQLView(GraphQL[Context | None, None]):
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
         )
+        self.executor = executor
         self.keys = keys
         self.snapshots = snapshots
         self.limits = limits
@@ -78,16 +97,15 @@ class GraphQLView(GraphQL[Context | None, None]):
         if scope["method"] != "POST":
             await super().__call__(scope, receive, send)  # GraphiQL page, or 404 / 405
             return
-        request = Request(scope=scope, receive=receive)
-        response = await self._respond(request)
+        response = await self._respond(Headers(scope=scope), receive)
         await response(scope, receive, send)
 
-    async def _respond(self, request: Request) -> Response:
-        presented = presented_key(request.headers)
+    async def _respond(self, headers: Headers, receive: Receive) -> Response:
+        presented = presented_key(headers)
         principal = self.keys.authenticate(presented)
         if principal is None:
             return self._unauthorized(presented)
-        content_type = request.headers.get("content-type", "")
+        content_type = headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             return PlainTextResponse(
                 "send the operation as JSON (Content-Type: application/json)", status_code=415
@@ -102,23 +120,23 @@ class GraphQLView(GraphQL[Context | None, None]):
                 snapshot=snapshot,
                 principal=principal,
                 limits=self.limits,
-                request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+                request_id=headers.get("x-request-id") or uuid.uuid4().hex,
             )
-            context.request = request
-            response = await self._execute_json(request, context)
+            response = await self._execute_json(receive, context)
             response.headers["X-Request-Id"] = context.request_id
             return response
         finally:
             self.snapshots.release(snapshot)
 
-    async def _execute_json(self, request: Request, context: Context) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+    async def _execute_json(self, receive: Receive, context: Context) -> Response:
+        try:
+            body = await _read_body(receive)
+        except _BodyTooLarge:
             return PlainTextResponse(
                 f"request body larger than {MAX_BODY_BYTES} bytes", status_code=413
             )
         try:
-            payload = orjson.loads(body)
+            payload: Any = orjson.loads(body)
         except orjson.JSONDecodeError:
             return PlainTextResponse("Unable to parse request body as JSON", status_code=400)
         if not isinstance(payload, dict):
@@ -135,22 +153,10 @@ class GraphQLView(GraphQL[Context | None, None]):
         if operation_name is not None and not isinstance(operation_name, str):
             return PlainTextResponse("`operationName` must be a string", status_code=400)
         try:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=QUERIES_ONLY,
-            )
-        except MissingQueryError:
-            return PlainTextResponse("No GraphQL query found in the request", status_code=400)
-        except CannotGetOperationTypeError as exc:
-            return PlainTextResponse(exc.as_http_error_reason(), status_code=400)
-        except InvalidOperationTypeError:
-            return PlainTextResponse(
-                "this API is read-only: only queries are accepted", status_code=400
-            )
-        return Response(orjson.dumps(process_result(result)), media_type="application/json")
+            outcome = await self.executor.run(query, variables, operation_name, context)
+        except RequestError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return Response(orjson.dumps(outcome.payload), media_type="application/json")
 
 
 class GraphQLDispatch:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from conftest import Api, Published
 
-from api.graphql.schema import INTERNAL_ERROR_MESSAGE
+from api.graphql.executor import INTERNAL_ERROR_MESSAGE
 from api.snapshot import DATABASE_FILE, read_current, snapshot_folder, write_current
 
 LOOKUP = """query($t: String!, $v: String!) { customer(lookup: {type: $t, value: $v}) {

@@ -1,0 +1,55 @@
+"""The operation executor's document cache: parse and validate once per query text, bounded."""
+
+from __future__ import annotations
+
+from conftest import Api
+
+from api.graphql.executor import CACHE_SIZE
+
+LOOKUP = 'query L($v: String!) { customer(lookup: {type: "email", value: $v}) { customerId } }'
+
+
+def test_a_query_text_is_parsed_and_validated_once(api: Api) -> None:
+    executor = api.state.executor
+    misses, hits = executor.cache_misses, executor.cache_hits
+    first = api.gql(LOOKUP, {"v": "nobody@example.com"}, key="profile")
+    second = api.gql(LOOKUP, {"v": "NOBODY@example.com"}, key="profile")
+    assert first == second == {"data": {"customer": None}}
+    assert executor.cache_misses == misses + 1
+    assert executor.cache_hits == hits + 1
+    assert executor.prepare(LOOKUP) is executor.prepare(LOOKUP)
+
+
+def test_documents_that_fail_to_parse_are_not_cached(api: Api) -> None:
+    executor = api.state.executor
+    broken = "{ customer(id: "
+    for _ in range(2):
+        body = api.gql(broken)
+        assert body["data"] is None
+        assert "Syntax Error" in body["errors"][0]["message"]
+    assert executor.prepare(broken) is not executor.prepare(broken)
+
+
+def test_the_cache_is_bounded(api: Api) -> None:
+    executor = api.state.executor
+    for i in range(CACHE_SIZE + 20):
+        executor.prepare(f"query Q{i} {{ segments {{ name }} }}")
+    assert len(executor._cache) == CACHE_SIZE
+    # the oldest texts were evicted, the newest kept
+    misses = executor.cache_misses
+    executor.prepare(f"query Q{CACHE_SIZE + 19} {{ segments {{ name }} }}")
+    assert executor.cache_misses == misses
+    executor.prepare("query Q0 { segments { name } }")
+    assert executor.cache_misses == misses + 1
+
+
+def test_a_cached_invalid_document_keeps_failing_the_same_way(api: Api) -> None:
+    executor = api.state.executor
+    invalid = '{ customer(id: "cus_0001") { customerId nope } }'
+    first = api.gql(invalid)
+    hits = executor.cache_hits
+    second = api.gql(invalid)
+    assert executor.cache_hits == hits + 1
+    assert first["data"] is None
+    assert "Cannot query field 'nope'" in first["errors"][0]["message"]
+    assert second == first
