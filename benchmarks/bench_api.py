@@ -10,11 +10,16 @@ identifiers, twenty events, a few segments each), publishes it with the real pub
 serves it with ``cdp serve``. With ``--home`` it serves that CDP_HOME's published snapshot
 (e.g. one built by ``cdp run`` from a generated world).
 
-Two runs, both with wrk (Debian package ``wrk``) and a Lua script that rotates 20,000 emails:
+Runs with wrk (Debian package ``wrk``) and a Lua script that rotates 20,000 emails:
 
-* sustained: 200 requests/s, paced by wrk's ``delay()``: latency percentiles must stay
-  p99 <= 10 ms;
+* sustained: 200 requests/s, paced by wrk's ``delay()``, ``--repeats`` runs (default 3): the
+  median run's p99 must be <= 10 ms;
 * saturation: as fast as 32 connections go: throughput must reach >= 800 requests/s.
+
+Each run also prints the host's CPU steal share while it ran (``/proc/stat``): on a shared
+virtual machine, time the hypervisor gives to other guests lands directly in the tail
+latency, so a run with several percent steal measures the neighbours as much as the API.
+All runs are printed; the verdict uses the median one, not the best.
 
 for two queries: ``lookup`` (the target: customer id, segments and two traits, what a channel
 asks per page view) and ``profile`` (golden fields, consents, more traits; reported only).
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +376,24 @@ def _stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _cpu_times() -> list[int]:
+    """The machine-wide CPU time counters of /proc/stat (user, nice, system, idle, ..., steal)."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def _steal_share(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor gave to other guests between two readings."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return delta[7] / max(sum(delta), 1)
+
+
+def _measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    before = _cpu_times()
+    result = run()
+    result["steal"] = _steal_share(before, _cpu_times())
+    return result
+
+
 def _process_tree_cpu(pid: int) -> float:
     """CPU seconds used so far by a process and its children (the uvicorn workers)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -396,8 +420,9 @@ def _load(
     query: str,
     server_pid: int,
     seconds: int,
-) -> dict[str, dict[str, Any]]:
-    """Warm up, then a paced run at SUSTAINED_RATE and a saturation run for one query."""
+    repeats: int,
+) -> dict[str, Any]:
+    """Warm up, then ``repeats`` paced runs at SUSTAINED_RATE and a saturation run."""
     probe = httpx.post(
         url + "/graphql",
         json={"query": query, "variables": {"v": emails[0]}},
@@ -417,11 +442,19 @@ def _load(
     calibration = _wrk(url, paced, threads=2, connections=connections, seconds=5)
     delay_ms *= calibration["rate"] / SUSTAINED_RATE
     _lua_script(paced, emails, key, delay_ms, query)
-    sustained = _wrk(url, paced, threads=2, connections=connections, seconds=seconds)
+    sustained = [
+        _measured(lambda: _wrk(url, paced, threads=2, connections=connections, seconds=seconds))
+        for _ in range(repeats)
+    ]
     cpu_before = _process_tree_cpu(server_pid)
-    saturation = _wrk(url, free, threads=2, connections=32, seconds=seconds)
+    saturation = _measured(lambda: _wrk(url, free, threads=2, connections=32, seconds=seconds))
     cpu_ms = (_process_tree_cpu(server_pid) - cpu_before) * 1000 / max(saturation["requests"], 1)
     return {"sustained": sustained, "saturation": saturation, "cpu": {"ms_per_request": cpu_ms}}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median p99 (the upper one of an even count)."""
+    return sorted(runs, key=lambda run: run["p99_ms"])[len(runs) // 2]
 
 
 def _emails(home: Path, count: int) -> list[str]:
@@ -444,6 +477,7 @@ def _print(label: str, result: dict[str, Any]) -> None:
         f"{label:<28} {result['rate']:8.1f} req/s  p50 {result['p50_ms']:6.2f} ms  "
         f"p90 {result['p90_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
         f"p99.9 {result['p999_ms']:6.2f} ms  max {result['max_ms']:7.2f} ms  "
+        f"steal {result['steal'] * 100:4.1f}%  "
         f"({result['requests']} requests, {result['socket_errors']} socket errors, "
         f"{result['bad_responses']} bad responses)",
         flush=True,
@@ -457,6 +491,9 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None, help="serve this CDP_HOME instead")
     parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="sustained runs per query (the median decides)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -502,7 +539,10 @@ def main() -> int:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         try:
             for name, query in (("lookup", LOOKUP_QUERY), ("profile", PROFILE_QUERY)):
-                results[name] = _load(url, scratch, emails, key, query, server.pid, args.duration)
+                repeats = args.repeats if name == "lookup" else 1
+                results[name] = _load(
+                    url, scratch, emails, key, query, server.pid, args.duration, repeats
+                )
         finally:
             _stop_server(server)
         print(
@@ -511,7 +551,16 @@ def main() -> int:
             f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"
         )
         for name, result in results.items():
-            _print(f"{name}: sustained ~{SUSTAINED_RATE}/s", result["sustained"])
+            runs = result["sustained"]
+            for number, run in enumerate(runs, start=1):
+                label = f"{name}: sustained ~{SUSTAINED_RATE}/s" + (
+                    f" #{number}" if len(runs) > 1 else ""
+                )
+                _print(label, run)
+            if len(runs) > 1:
+                median = _median_run(runs)
+                every = ", ".join(f"{run['p99_ms']:.2f}" for run in runs)
+                print(f"{name}: median sustained p99 {median['p99_ms']:.2f} ms (runs: {every} ms)")
             _print(f"{name}: saturation", result["saturation"])
             cpu_ms = result["cpu"]["ms_per_request"]
             print(
@@ -521,8 +570,11 @@ def main() -> int:
             )
         target = results["lookup"]
         ok = True
-        sustained, saturation = target["sustained"], target["saturation"]
-        if sustained["rate"] < SUSTAINED_RATE * 0.97 or sustained["p99_ms"] > P99_TARGET_MS:
+        sustained, saturation = _median_run(target["sustained"]), target["saturation"]
+        if any(run["rate"] < SUSTAINED_RATE * 0.97 for run in target["sustained"]):
+            print(f"MISSED: a paced run fell short of {SUSTAINED_RATE} req/s")
+            ok = False
+        if sustained["p99_ms"] > P99_TARGET_MS:
             print(f"MISSED: lookup p99 <= {P99_TARGET_MS} ms at {SUSTAINED_RATE} req/s")
             ok = False
         if saturation["rate"] < THROUGHPUT_TARGET:
@@ -531,7 +583,7 @@ def main() -> int:
         if any(
             run["socket_errors"] or run["bad_responses"]
             for result in results.values()
-            for run in (result["sustained"], result["saturation"])
+            for run in (*result["sustained"], result["saturation"])
         ):
             print("MISSED: some requests failed")
             ok = False
