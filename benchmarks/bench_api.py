@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_api.py [--persons 100000] [--home DIR] [--duration 30]
+    python benchmarks/bench_api.py [--persons 100000] [--home DIR] [--duration 20] [--repeats 5]
 
 Without ``--home`` it builds a synthetic warehouse with the marts' contract schemas (read from
 ``dbt/models/marts/_marts__models.yml``) and identity Parquet for ``--persons`` customers (six
@@ -12,7 +12,7 @@ serves it with ``cdp serve``. With ``--home`` it serves that CDP_HOME's publishe
 
 Runs with wrk (Debian package ``wrk``) and a Lua script that rotates 20,000 emails:
 
-* sustained: 200 requests/s, paced by wrk's ``delay()``, ``--repeats`` runs (default 3): the
+* sustained: 200 requests/s, paced by wrk's ``delay()``, ``--repeats`` runs (default 5): the
   median run's p99 must be <= 10 ms;
 * saturation: as fast as 32 connections go: throughput must reach >= 800 requests/s.
 
@@ -489,10 +489,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--home", type=Path, default=None, help="serve this CDP_HOME instead")
-    parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="sustained runs per query (the median decides)"
+        "--repeats", type=int, default=5, help="sustained runs per query (the median decides)"
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -53,3 +53,19 @@ def test_a_cached_invalid_document_keeps_failing_the_same_way(api: Api) -> None:
     assert first["data"] is None
     assert "Cannot query field 'nope'" in first["errors"][0]["message"]
     assert second == first
+
+
+def test_a_missing_required_variable_is_a_clear_error(api: Api) -> None:
+    body = api.gql(LOOKUP, {}, key="profile")
+    assert body["data"] is None
+    assert (
+        "Variable '$v' of required type 'String!' was not provided." in body["errors"][0]["message"]
+    )
+
+
+def test_operations_are_counted_under_their_name_when_it_is_only_in_the_document(
+    api: Api,
+) -> None:
+    api.gql(LOOKUP, {"v": "a@example.com"}, key="profile")
+    metrics = api.client.get("/metrics").text
+    assert 'cdp_api_graphql_operations_total{operation="L",status="ok"}' in metrics
