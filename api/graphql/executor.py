@@ -2,9 +2,9 @@
 
 Why not ``strawberry.Schema.execute``: measured in ``benchmarks/bench_api.py``, its per-request
 extension runner (a context manager built per hook, per extension, per request) was about a
-third of a lookup's CPU. A lookup's latency at channel traffic (a request every few ms per
-worker) is set by how much memory the request touches, since the caches go cold between
-requests, so that overhead counted twice. Strawberry still defines the schema, the types, the
+third of a lookup's CPU. At channel traffic (a request every few ms per worker) the CPU caches
+go cold between requests, so a lookup's latency grows with how much memory it touches and that
+overhead cost twice over. Strawberry still defines the schema, the types, the
 resolvers and their field extensions (scopes); this module runs the operation on strawberry's
 graphql-core schema with the same validation rules strawberry adds, and does what the schema
 extensions did, in one pass: a per-process LRU of parsed and validated documents keyed by the
@@ -19,7 +19,6 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from threading import Lock
 from typing import Any, Final
 
 from graphql import (
@@ -117,8 +116,8 @@ class OperationExecutor:
         self._rules = tuple(rules)
         self._metrics = metrics
         self._audit = audit
+        # Used from the event loop thread only, so no lock.
         self._cache: OrderedDict[str, PreparedDocument] = OrderedDict()
-        self._cache_lock = Lock()
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -126,15 +125,15 @@ class OperationExecutor:
         """Parse (within the token limit) and validate a query text, from the cache if seen."""
         cached = self._cache.get(query)
         if cached is not None:
+            self._cache.move_to_end(query)
             self.cache_hits += 1
             return cached
         self.cache_misses += 1
         prepared = self._prepare(query)
         if prepared.document is not None and len(query) <= MAX_CACHED_QUERY_CHARS:
-            with self._cache_lock:
-                self._cache[query] = prepared
-                if len(self._cache) > CACHE_SIZE:
-                    self._cache.popitem(last=False)
+            self._cache[query] = prepared
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)  # the least recently used
         return prepared
 
     def _prepare(self, query: str) -> PreparedDocument:

@@ -69,3 +69,17 @@ def test_operations_are_counted_under_their_name_when_it_is_only_in_the_document
     api.gql(LOOKUP, {"v": "a@example.com"}, key="profile")
     metrics = api.client.get("/metrics").text
     assert 'cdp_api_graphql_operations_total{operation="L",status="ok"}' in metrics
+
+
+def test_the_least_recently_used_text_is_evicted_first(api: Api) -> None:
+    executor = api.state.executor
+    texts = [f"query R{i} {{ segments {{ name }} }}" for i in range(CACHE_SIZE + 1)]
+    for text in texts[:CACHE_SIZE]:
+        executor.prepare(text)
+    executor.prepare(texts[0])  # used again: now the most recent
+    executor.prepare(texts[CACHE_SIZE])  # one too many: evicts R1, not R0
+    misses = executor.cache_misses
+    executor.prepare(texts[0])
+    assert executor.cache_misses == misses
+    executor.prepare(texts[1])
+    assert executor.cache_misses == misses + 1
