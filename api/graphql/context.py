@@ -83,7 +83,6 @@ class Context:
     def __init__(
         self, snapshot: Snapshot, principal: Principal, limits: Limits, request_id: str
     ) -> None:
-        self.request: Any = None
         self.snapshot = snapshot
         self.principal = principal
         self.limits = limits

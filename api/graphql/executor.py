@@ -65,15 +65,6 @@ class PreparedDocument:
     errors: tuple[GraphQLError, ...]
 
 
-@dataclass(slots=True)
-class Outcome:
-    """The response payload of one operation, and its label and status for the metrics."""
-
-    payload: dict[str, Any]
-    operation: str
-    status: str
-
-
 def _operation_label(operation: OperationDefinitionNode | None, given: str | None) -> str | None:
     """The operation's name, else its root fields (``customer``, ``segments,segment``)."""
     if given:
@@ -90,19 +81,13 @@ def _operation_label(operation: OperationDefinitionNode | None, given: str | Non
     return ",".join(sorted(names)) or None
 
 
-def _without_suggestion(error: GraphQLError) -> GraphQLError:
-    # "Did you mean ...?" would reveal field names when introspection is off.
-    if error.message.startswith("Cannot query field") and "Did you mean" in error.message:
-        error.message = error.message.split("Did you mean")[0].strip()
-    return error
-
-
 class OperationExecutor:
     """Prepares, runs and accounts for operations on one schema; one per app."""
 
     def __init__(
         self, schema: BaseSchema, settings: ApiSettings, metrics: ApiMetrics, audit: AuditLog
     ) -> None:
+        self._strawberry_schema = schema
         self._schema = schema._schema
         self._max_tokens = settings.api_max_tokens
         rules: list[Any] = [
@@ -110,8 +95,7 @@ class OperationExecutor:
             *QueryDepthLimiter(max_depth=settings.api_max_depth).validation_rules,
             *MaxAliasesLimiter(max_alias_count=settings.api_max_aliases).validation_rules,
         ]
-        self._hide_schema = not settings.api_enable_introspection
-        if self._hide_schema:
+        if not settings.api_enable_introspection:
             rules += DisableIntrospection().validation_rules
         self._rules = tuple(rules)
         self._metrics = metrics
@@ -142,8 +126,10 @@ class OperationExecutor:
         except GraphQLError as error:
             return PreparedDocument(None, (error,))
         errors = validate_document(self._schema, document, self._rules)
-        if self._hide_schema:
-            errors = [_without_suggestion(error) for error in errors]
+        if self._strawberry_schema.config.disable_field_suggestions:
+            # "Did you mean ...?" would reveal field names while introspection is off.
+            for error in errors:
+                self._strawberry_schema.remove_field_suggestion(error)
         return PreparedDocument(document, tuple(errors))
 
     async def run(
@@ -152,8 +138,8 @@ class OperationExecutor:
         variables: dict[str, Any] | None,
         operation_name: str | None,
         context: Context,
-    ) -> Outcome:
-        """Run one query; raises RequestError for what is not a runnable query."""
+    ) -> dict[str, Any]:
+        """The response payload of one query; raises RequestError for what cannot be run."""
         started = time.perf_counter()
         prepared = self.prepare(query)
         document = prepared.document
@@ -194,7 +180,7 @@ class OperationExecutor:
         self._metrics.observe_operation(label, status, time.perf_counter() - started)
         if context.pii_reads:
             self._audit.write(context.audit_entries(label))
-        return Outcome(payload=payload, operation=label, status=status)
+        return payload
 
     @staticmethod
     def _log(errors: list[GraphQLError], request_id: str) -> None:

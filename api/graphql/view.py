@@ -153,10 +153,10 @@ class GraphQLView(GraphQL[Context | None, None]):
         if operation_name is not None and not isinstance(operation_name, str):
             return PlainTextResponse("`operationName` must be a string", status_code=400)
         try:
-            outcome = await self.executor.run(query, variables, operation_name, context)
+            result = await self.executor.run(query, variables, operation_name, context)
         except RequestError as exc:
             return PlainTextResponse(str(exc), status_code=400)
-        return Response(orjson.dumps(outcome.payload), media_type="application/json")
+        return Response(orjson.dumps(result), media_type="application/json")
 
 
 class GraphQLDispatch:
