@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 export CDP_HOME ?= $(CURDIR)/.cdp
 DEMO_PERSONS ?= 10000
 DEMO_SEED ?= 42
+# The demo's services listen on this machine only; `make demo DEMO_HOST=0.0.0.0` to share them
+# (the Dagster UI has no login of its own: put it behind one before you do).
+DEMO_HOST ?= 127.0.0.1
 
 .PHONY: venv demo test lint format bench generate run ui keys dbt-build clean
 
@@ -41,16 +44,18 @@ keys: venv
 ui: venv keys
 	@echo ""
 	@echo "  Dagster UI:   http://localhost:3000   (assets, checks, lineage, runs)"
-	@echo "  GraphQL API:  http://localhost:8000/graphql   health: /health   metrics: /metrics"
+	@echo "  GraphQL API:  http://localhost:8000/graphql   health: /health   metrics: /metrics (admin key)"
 	@echo "                key with PII:  $$(cat "$(CDP_HOME)/demo_admin.key")"
 	@echo "                masked key:    $$(cat "$(CDP_HOME)/demo_web.key")"
 	@echo "                try: curl -s localhost:8000/graphql -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\" \\"
 	@echo "                       -H 'content-type: application/json' -d '{\"query\":\"{ segments { name size } }\"}'"
+	@echo "                metrics: curl -s localhost:8000/metrics -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\""
+	@echo "  Listening on: $(DEMO_HOST) only (make demo DEMO_HOST=0.0.0.0 to share)"
 	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""
-	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host 0.0.0.0 --port 8000 & api=$$!; \
+	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host $(DEMO_HOST) --port 8000 & api=$$!; \
 	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
-	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h 0.0.0.0 -p 3000
+	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h $(DEMO_HOST) -p 3000
 
 # dbt by hand, against the same warehouse and vars Dagster uses (`make dbt-build`).
 dbt-build: venv

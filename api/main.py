@@ -14,15 +14,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.graphql.context import Limits
 from api.graphql.executor import OperationExecutor
 from api.graphql.schema import build_schema
-from api.graphql.view import GraphQLDispatch, GraphQLView
+from api.graphql.view import NO_STORE, GraphQLDispatch, GraphQLView
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.security import AuditLog, KeyStore
+from api.sealing import Sealer, load_or_create_secret
+from api.security import AuditLog, KeyStore, Scope, presented_key
 from api.settings import ApiSettings
 from api.snapshot import SnapshotManager
 
@@ -35,6 +36,7 @@ class ApiState:
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self.keys = KeyStore(settings.keys_path)
+        self.sealer = Sealer(load_or_create_secret(settings.secret_path))
         self.audit = AuditLog(settings.audit_dir)
         self.metrics = ApiMetrics()
         self.snapshots = SnapshotManager(
@@ -103,6 +105,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         keys=state.keys,
         snapshots=state.snapshots,
         limits=state.limits,
+        sealer=state.sealer,
+        time_limit=settings.api_operation_timeout_seconds,
         graphiql=settings.api_enable_graphiql,
     )
 
@@ -127,6 +131,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                     "status": "unavailable",
                     "reason": state.snapshots.unavailable_reason(),
                 },
+                headers=NO_STORE,
             )
         manifest = snapshot.manifest
         return JSONResponse(
@@ -136,14 +141,27 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "snapshot_created_at": manifest.created_at.isoformat(),
                 "snapshot_age_seconds": round(snapshot.age_seconds(), 3),
                 "as_of": manifest.as_of.isoformat() if manifest.as_of else None,
-            }
+            },
+            headers=NO_STORE,
         )
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus exposition format."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition format, for a key with metrics:read (Prometheus sends it as
+        a bearer token) unless CDP_API_METRICS_PUBLIC is set."""
+        if not settings.api_metrics_public:
+            principal = state.keys.authenticate(presented_key(request.headers))
+            if principal is None or not principal.has(Scope.METRICS_READ):
+                return JSONResponse(
+                    {
+                        "detail": "metrics need an API key with the scope 'metrics:read' "
+                        "(`cdp api-key create --name prometheus --scopes metrics:read`)"
+                    },
+                    status_code=401 if principal is None else 403,
+                    headers={"WWW-Authenticate": "Bearer", **NO_STORE},
+                )
         body, content_type = state.metrics.render()
-        return Response(content=body, media_type=content_type)
+        return Response(content=body, media_type=content_type, headers=NO_STORE)
 
     # Added last = outermost: metrics see every request, /graphql skips FastAPI's routing.
     app.add_middleware(GraphQLDispatch, view=graphql)

@@ -39,6 +39,7 @@ class Scope(StrEnum):
     PROFILE_READ = "profile:read"
     PII_READ = "pii:read"
     SEGMENTS_READ = "segments:read"
+    METRICS_READ = "metrics:read"
     ADMIN = "admin"
 
 

@@ -35,8 +35,33 @@ class ApiSettings(BaseSettings):
     api_max_depth: int = Field(default=8, ge=2, description="deepest selection allowed")
     api_max_tokens: int = Field(default=2_000, ge=50, description="largest document, in tokens")
     api_max_aliases: int = Field(default=15, ge=1, description="most aliases in one document")
+    api_max_selections: int = Field(
+        default=1_000, ge=10, description="most field selections in a document, fragments expanded"
+    )
+    api_max_repeated_fields: int = Field(
+        default=10, ge=1, description="most times one response name repeats in a selection set"
+    )
+    api_max_nodes: int = Field(
+        default=100_000,
+        ge=100,
+        description="budget of an operation's estimated nodes (page sizes multiplied by path)",
+    )
+    api_max_response_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, description="largest JSON response sent"
+    )
+    api_operation_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=300, description="time limit of one operation"
+    )
     api_default_page_size: int = Field(default=50, ge=1)
     api_max_page_size: int = Field(default=500, ge=1, description="largest `first` accepted")
+    api_secret_file: Path | None = Field(
+        default=None,
+        description="secret for identifier tokens and cursors; default CDP_HOME/secrets/api_secret",
+    )
+    api_metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics without a key (only behind a network you control)",
+    )
     api_snapshot_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often serving/CURRENT is checked"
     )
@@ -50,6 +75,13 @@ class ApiSettings(BaseSettings):
     def keys_path(self) -> Path:
         """The API keys file."""
         return self.api_keys_file if self.api_keys_file is not None else self.home / "api_keys.yml"
+
+    @property
+    def secret_path(self) -> Path:
+        """The installation secret behind identifier tokens and sealed cursors."""
+        if self.api_secret_file is not None:
+            return self.api_secret_file
+        return self.home / "secrets" / "api_secret"
 
     @property
     def audit_dir(self) -> Path:

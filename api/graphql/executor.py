@@ -11,16 +11,26 @@ extensions did, in one pass: a per-process LRU of parsed and validated documents
 query text (the role of strawberry's ``ParserCache`` and ``ValidationCache``), the token limit
 on parsing, the depth, alias and introspection rules, masking of unexpected errors, and the
 per-operation metrics and PII audit.
+
+It also holds every request to a budget (``api.graphql.budget``): the document's shape is
+checked before validation (validation is quadratic in repeated fields), a text missed by the
+cache is looked up again by its normalized form (so a random trailing comment costs a parse,
+never a validation), the estimated node count is checked before execution, execution stops at
+the request's deadline, and a response over the size cap is replaced by an error (and nothing in
+it is audited, since nothing was revealed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -28,6 +38,7 @@ from graphql import (
     OperationType,
     execute,
     parse,
+    print_ast,
     specified_rules,
 )
 from graphql.utilities import get_operation_ast
@@ -36,9 +47,11 @@ from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, Query
 from strawberry.schema import BaseSchema
 from strawberry.schema.schema import validate_document
 
+from api.graphql.budget import budget_error, check_shape, estimate_cost
 from api.graphql.context import Context
 from api.graphql.errors import error_code, is_client_error
 from api.metrics import ApiMetrics
+from api.repositories.database import OperationTimeout
 from api.security import AuditLog
 from api.settings import ApiSettings
 
@@ -51,18 +64,22 @@ MAX_CACHED_QUERY_CHARS: Final[int] = 32_768
 INTERNAL_ERROR_MESSAGE: Final[str] = (
     "Internal error; it has been logged. Retry, or report the X-Request-Id response header."
 )
+#: "Did you mean ...?" names fields, arguments, types and input fields: off with introspection.
+_SUGGESTION: Final[re.Pattern[str]] = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 class RequestError(Exception):
     """The request cannot be run as a GraphQL query at all: an HTTP 400 with this reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PreparedDocument:
     """A parsed query text and what validating it found (both cached together)."""
 
     document: DocumentNode | None
     errors: tuple[GraphQLError, ...]
+    #: Estimated nodes per operation name, for operations whose estimate has no variables.
+    costs: dict[str | None, int] = field(default_factory=dict, compare=False)
 
 
 def _operation_label(operation: OperationDefinitionNode | None, given: str | None) -> str | None:
@@ -87,9 +104,16 @@ class OperationExecutor:
     def __init__(
         self, schema: BaseSchema, settings: ApiSettings, metrics: ApiMetrics, audit: AuditLog
     ) -> None:
-        self._strawberry_schema = schema
         self._schema = schema._schema
         self._max_tokens = settings.api_max_tokens
+        self._max_selections = settings.api_max_selections
+        self._max_repeats = settings.api_max_repeated_fields
+        self._max_nodes = settings.api_max_nodes
+        self._max_response_bytes = settings.api_max_response_bytes
+        self._time_limit = settings.api_operation_timeout_seconds
+        self._default_page = settings.api_default_page_size
+        self._max_page = settings.api_max_page_size
+        self._hide_suggestions = not settings.api_enable_introspection
         rules: list[Any] = [
             *specified_rules,  # strawberry's default; validate_document adds its own two
             *QueryDepthLimiter(max_depth=settings.api_max_depth).validation_rules,
@@ -102,8 +126,10 @@ class OperationExecutor:
         self._audit = audit
         # Used from the event loop thread only, so no lock.
         self._cache: OrderedDict[str, PreparedDocument] = OrderedDict()
+        self._normalized: OrderedDict[str, PreparedDocument] = OrderedDict()
         self.cache_hits = 0
         self.cache_misses = 0
+        self.normalized_hits = 0
 
     def prepare(self, query: str) -> PreparedDocument:
         """Parse (within the token limit) and validate a query text, from the cache if seen."""
@@ -125,12 +151,54 @@ class OperationExecutor:
             document = parse(query, max_tokens=self._max_tokens)
         except GraphQLError as error:
             return PreparedDocument(None, (error,))
+        refused = check_shape(document, self._max_selections, self._max_repeats)
+        if refused is not None:
+            return PreparedDocument(document, (refused,))
+        normalized = print_ast(document)
+        known = self._normalized.get(normalized)
+        if known is not None:
+            self._normalized.move_to_end(normalized)
+            self.normalized_hits += 1
+            return known
         errors = validate_document(self._schema, document, self._rules)
-        if self._strawberry_schema.config.disable_field_suggestions:
-            # "Did you mean ...?" would reveal field names while introspection is off.
+        if self._hide_suggestions:
             for error in errors:
-                self._strawberry_schema.remove_field_suggestion(error)
-        return PreparedDocument(document, tuple(errors))
+                self._strip_suggestions(error)
+        prepared = PreparedDocument(document, tuple(errors))
+        if not errors:  # errors carry positions in this text, so only valid ones are shared
+            self._normalized[normalized] = prepared
+            if len(self._normalized) > CACHE_SIZE:
+                self._normalized.popitem(last=False)
+        return prepared
+
+    @staticmethod
+    def _strip_suggestions(error: GraphQLError) -> None:
+        """Drop "Did you mean ...?" (it names schema members while introspection is off)."""
+        if "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
+
+    def _cost(
+        self,
+        prepared: PreparedDocument,
+        operation: OperationDefinitionNode,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> int:
+        cached = prepared.costs.get(operation_name)
+        if cached is not None:
+            return cached
+        estimate = estimate_cost(
+            self._schema,
+            prepared.document,  # type: ignore[arg-type]
+            operation,
+            variables,
+            default_page=self._default_page,
+            max_page=self._max_page,
+            cap=self._max_nodes,
+        )
+        if not estimate.uses_variables:
+            prepared.costs[operation_name] = estimate.nodes
+        return estimate.nodes
 
     async def run(
         self,
@@ -138,8 +206,8 @@ class OperationExecutor:
         variables: dict[str, Any] | None,
         operation_name: str | None,
         context: Context,
-    ) -> dict[str, Any]:
-        """The response payload of one query; raises RequestError for what cannot be run."""
+    ) -> bytes:
+        """The JSON response of one query; raises RequestError for what cannot be run."""
         started = time.perf_counter()
         prepared = self.prepare(query)
         document = prepared.document
@@ -152,24 +220,19 @@ class OperationExecutor:
                 raise RequestError(
                     "Can't get GraphQL operation type"
                     if operation_name is None
-                    else f'Unknown operation named "{operation_name}".'
+                    else f'Unknown operation named "{operation_name[:100]}".'
                 )
             if operation.operation is not OperationType.QUERY:
                 raise RequestError("this API is read-only: only queries are accepted")
         if prepared.errors:
             errors = list(prepared.errors)
         else:
-            result = execute(
-                self._schema,
-                document,  # type: ignore[arg-type]
-                context_value=context,
-                variable_values=variables,
-                operation_name=operation_name,
-                is_awaitable=optimized_is_awaitable,
-            )
-            if optimized_is_awaitable(result):
-                result = await result  # type: ignore[misc]
-            data, errors = result.data, list(result.errors or ())  # type: ignore[union-attr]
+            assert operation is not None
+            nodes = self._cost(prepared, operation, operation_name, variables)
+            if nodes > self._max_nodes:
+                errors = [self._over_nodes(nodes)]
+            else:
+                data, errors = await self._execute(document, variables, operation_name, context)
         label = self._metrics.operation_label(_operation_label(operation, operation_name))
         status = "ok"
         payload: dict[str, Any] = {"data": data}
@@ -177,10 +240,75 @@ class OperationExecutor:
             status = error_code(errors[0]).lower()
             self._log(errors, context.request_id)
             payload["errors"] = [self._mask(error).formatted for error in errors]
+        body = orjson.dumps(payload)
+        if len(body) > self._max_response_bytes:
+            status = "budget_exceeded"
+            body = orjson.dumps({"data": None, "errors": [self._over_size(len(body)).formatted]})
+            context.pii_reads.clear()  # nothing was sent, so nothing was revealed
         self._metrics.observe_operation(label, status, time.perf_counter() - started)
         if context.pii_reads:
             self._audit.write(context.audit_entries(label))
-        return payload
+        return body
+
+    async def _execute(
+        self,
+        document: DocumentNode | None,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> tuple[dict[str, Any] | None, list[GraphQLError]]:
+        result = execute(
+            self._schema,
+            document,  # type: ignore[arg-type]
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            is_awaitable=optimized_is_awaitable,
+        )
+        if optimized_is_awaitable(result):
+            remaining = context.deadline - time.monotonic()
+            try:
+                result = await asyncio.wait_for(result, timeout=max(remaining, 0.0))  # type: ignore[arg-type]
+            except TimeoutError:
+                context.pii_reads.clear()  # the partial result is dropped unsent
+                return None, [self._over_time()]
+        errors = [
+            self._over_time(error) if isinstance(error.original_error, OperationTimeout) else error
+            for error in result.errors or ()  # type: ignore[union-attr]
+        ]
+        return result.data, errors  # type: ignore[union-attr]
+
+    def _over_nodes(self, nodes: int) -> GraphQLError:
+        shown = f"{nodes:,}" if nodes <= self._max_nodes * 10 else f"more than {nodes:,}"
+        return budget_error(
+            f"the query's estimated cost is {shown} nodes (page sizes multiplied along each "
+            f"path), over the budget of {self._max_nodes:,}: ask for smaller pages (`first`) "
+            "or fewer nested lists, and page with `after`",
+            "nodes",
+            estimated=nodes,
+            limit=self._max_nodes,
+        )
+
+    def _over_time(self, error: GraphQLError | None = None) -> GraphQLError:
+        refused = budget_error(
+            f"the operation ran longer than its time limit of {self._time_limit:g} s and was "
+            "stopped: ask for smaller pages or fewer nested lists",
+            "time",
+            limit=self._time_limit,
+        )
+        if error is not None:
+            refused.path, refused.nodes = error.path, error.nodes
+            refused.locations = error.locations
+        return refused
+
+    def _over_size(self, size: int) -> GraphQLError:
+        return budget_error(
+            f"the response would be {size:,} bytes, over the budget of "
+            f"{self._max_response_bytes:,}: ask for smaller pages or fewer fields",
+            "response_bytes",
+            size=size,
+            limit=self._max_response_bytes,
+        )
 
     @staticmethod
     def _log(errors: list[GraphQLError], request_id: str) -> None:
@@ -196,10 +324,11 @@ class OperationExecutor:
                     exc_info=error.original_error,
                 )
 
-    @staticmethod
-    def _mask(error: GraphQLError) -> GraphQLError:
+    def _mask(self, error: GraphQLError) -> GraphQLError:
         """Client errors as they are; anything unexpected as one opaque message."""
         if is_client_error(error):
+            if self._hide_suggestions:
+                self._strip_suggestions(error)  # variable coercion suggests input fields too
             return error
         return GraphQLError(
             INTERNAL_ERROR_MESSAGE,

@@ -12,15 +12,20 @@ from api.graphql.errors import ForbiddenError
 from api.security import Scope
 
 
+def scope_message(scope: Scope) -> str:
+    """The error for a key without ``scope``."""
+    return (
+        f"this field needs the scope '{scope.value}', which the API key does not have; "
+        "ask an administrator for a key with it"
+    )
+
+
 class ScopePermission(BasePermission):
     """Grants a field when the caller's key has ``scope`` (or ``admin``)."""
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self.message = (
-            f"this field needs the scope '{scope.value}', which the API key does not have; "
-            "ask an administrator for a key with it"
-        )
+        self.message = scope_message(scope)
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
         """Checked before the resolver runs."""

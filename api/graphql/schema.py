@@ -7,10 +7,12 @@ from typing import Any
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from api.graphql.budget import list_size
 from api.graphql.context import Context
-from api.graphql.errors import BadInputError, NotFoundError
+from api.graphql.errors import BadInputError, ForbiddenError, NotFoundError
 from api.graphql.pagination import decode_cursor, encode_cursor, page_size
-from api.graphql.permissions import requires
+from api.graphql.permissions import requires, scope_message
+from api.graphql.pii import protect_personal_fields
 from api.graphql.types.customer import Customer, CustomerConnection, CustomerEdge, strawberry_name
 from api.graphql.types.filters import CustomerFilter
 from api.graphql.types.identifier import IdentifierLookup
@@ -27,11 +29,13 @@ from api.repositories.customers import (
     filter_customers,
     lookup_customer,
 )
-from api.repositories.database import SnapshotDatabase
+from api.repositories.database import Database
 from api.security import Scope
 from api.settings import ApiSettings
 
 MAX_ID_LENGTH = 200
+#: Most trait conditions in one filter (each is a join predicate; thousands overflow SQLite).
+MAX_TRAIT_CONDITIONS = 20
 
 
 def _known(names: list[str], limit: int = 20) -> str:
@@ -40,12 +44,11 @@ def _known(names: list[str], limit: int = 20) -> str:
 
 
 def _segment_or_error(context: Context, name: str) -> dict[str, Any]:
-    catalogue = context.segment_catalogue()
-    row = catalogue.get(name)
+    row = context.segment_catalogue().get(name)
     if row is None:
-        raise NotFoundError(
-            f"unknown segment '{name[:100]}'; known segments: {_known(sorted(catalogue))}"
-        )
+        # No list of the known names: an error never enumerates data (`segments` does that,
+        # for keys allowed to read it).
+        raise NotFoundError(f"unknown segment '{name[:100]}'; `segments {{ name }}` lists them")
     return row
 
 
@@ -54,6 +57,11 @@ def _trait_conditions(context: Context, filter: CustomerFilter) -> list[TraitCon
     numeric = {c: c for c, kind in columns.items() if kind in ("integer", "float")}
     numeric.update({strawberry_name(c): c for c in list(numeric)})
     conditions = []
+    if len(filter.traits or []) > MAX_TRAIT_CONDITIONS:
+        raise BadInputError(
+            f"{len(filter.traits or [])} trait conditions; at most {MAX_TRAIT_CONDITIONS} "
+            "are accepted in one filter"
+        )
     for condition in filter.traits or []:
         column = numeric.get(condition.name)
         if column is None:
@@ -71,7 +79,7 @@ def _trait_conditions(context: Context, filter: CustomerFilter) -> list[TraitCon
     return conditions
 
 
-def _survivor(db: SnapshotDatabase, retired_id: str) -> dict[str, Any] | None:
+def _survivor(db: Database, retired_id: str) -> dict[str, Any] | None:
     """The golden record of the customer a retired (merged-away) id now belongs to."""
     survivor = current_ids(db, [retired_id]).get(retired_id)
     return customers_by_id(db, [survivor]).get(survivor) if survivor else None
@@ -96,7 +104,7 @@ class Query:
         context: Context = info.context
         if (id is None) == (lookup is None):
             raise BadInputError("give exactly one of `id` or `lookup`")
-        db = context.snapshot.db
+        db = context.db
         if id is not None:
             customer_id = str(id).strip()
             if not customer_id or len(customer_id) > MAX_ID_LENGTH:
@@ -136,10 +144,15 @@ class Query:
         )
         segment = filter.segment
         if segment is not None:
+            if not context.principal.has(Scope.SEGMENTS_READ):
+                # membership by filter is an audience export: the same scope as `members`
+                raise ForbiddenError(
+                    scope_message(Scope.SEGMENTS_READ), requiredScope=Scope.SEGMENTS_READ.value
+                )
             _segment_or_error(context, segment)
         conditions = _trait_conditions(context, filter)
-        position = decode_cursor(after, "customer", 1)
-        db = context.snapshot.db
+        position = decode_cursor(context.sealer, after, "customer", 1)
+        db = context.db
         rows = filter_customers(
             db,
             segment=segment,
@@ -147,20 +160,18 @@ class Query:
             limit=limit + 1,
             after=position[0] if position else None,
         )
+        page = rows[:limit]
         edges = []
-        for row in rows[:limit]:
+        for row in page:
             context.loaders.customer.prime(row["customer_id"], row)
-            edges.append(
-                CustomerEdge(
-                    cursor=encode_cursor("customer", row["customer_id"]),
-                    node=Customer.from_row(row),
-                )
-            )
+            edges.append(CustomerEdge(node=Customer.from_row(row)))
         return CustomerConnection(
             edges=edges,
             page_info=PageInfo(
                 has_next_page=len(rows) > limit,
-                end_cursor=edges[-1].cursor if edges else None,
+                end_cursor=encode_cursor(context.sealer, "customer", page[-1]["customer_id"])
+                if page
+                else None,
             ),
             count=lambda: count_customers(db, segment=segment, conditions=conditions),
         )
@@ -168,13 +179,14 @@ class Query:
     @strawberry.field(
         description="Every segment with its description, owner and size.",
         extensions=requires(Scope.SEGMENTS_READ),
+        metadata=list_size(100),
     )
     def segments(self, info: strawberry.Info) -> list[Segment]:
         catalogue = info.context.segment_catalogue()
         return [Segment(row=catalogue[name]) for name in sorted(catalogue)]
 
     @strawberry.field(
-        description="One segment by name; an unknown name is an error listing the known ones.",
+        description="One segment by name; an unknown name is an error.",
         extensions=requires(Scope.SEGMENTS_READ),
     )
     def segment(self, info: strawberry.Info, name: str) -> Segment | None:
@@ -186,8 +198,13 @@ class Query:
 
 
 def build_schema(settings: ApiSettings) -> strawberry.Schema:
-    """The schema; limits, caches, masking and bookkeeping live in ``api.graphql.executor``."""
-    return strawberry.Schema(
+    """The schema with every personal field protected (``api.graphql.pii``).
+
+    Limits, caches, the request budget and bookkeeping live in ``api.graphql.executor``.
+    """
+    schema = strawberry.Schema(
         query=Query,
         config=StrawberryConfig(disable_field_suggestions=not settings.api_enable_introspection),
     )
+    protect_personal_fields(schema)
+    return schema

@@ -11,6 +11,8 @@ strawberry's own handling.
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from typing import Any, Final
 
@@ -23,10 +25,22 @@ from strawberry.schema import BaseSchema
 
 from api.graphql.context import Context, Limits
 from api.graphql.executor import OperationExecutor, RequestError
+from api.sealing import Sealer
 from api.security import KeyStore, presented_key
 from api.snapshot import SnapshotManager
 
 MAX_BODY_BYTES: Final[int] = 256 * 1024
+#: A client's X-Request-Id is kept only if it looks like an id (it goes into logs and audit).
+REQUEST_ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+#: Every response: profiles must never sit in a shared or browser cache.
+NO_STORE: Final[dict[str, str]] = {"Cache-Control": "no-store"}
+
+
+def request_id(given: str | None) -> str:
+    """The client's request id if it is a plausible id, else a new one."""
+    if given and REQUEST_ID_PATTERN.match(given):
+        return given
+    return uuid.uuid4().hex
 
 
 class _BodyTooLarge(Exception):
@@ -62,6 +76,8 @@ class GraphQLView(GraphQL[Context | None, None]):
         keys: KeyStore,
         snapshots: SnapshotManager,
         limits: Limits,
+        sealer: Sealer,
+        time_limit: float,
         graphiql: bool,
     ) -> None:
         super().__init__(
@@ -73,6 +89,8 @@ class GraphQLView(GraphQL[Context | None, None]):
         self.keys = keys
         self.snapshots = snapshots
         self.limits = limits
+        self.sealer = sealer
+        self.time_limit = time_limit
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson, for the responses strawberry's own path still builds."""
@@ -86,7 +104,9 @@ class GraphQLView(GraphQL[Context | None, None]):
         else:
             detail = "invalid API key"
         return JSONResponse(
-            {"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            {"detail": detail},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer", **NO_STORE},
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +121,13 @@ class GraphQLView(GraphQL[Context | None, None]):
         await response(scope, receive, send)
 
     async def _respond(self, headers: Headers, receive: Receive) -> Response:
+        rid = request_id(headers.get("x-request-id"))
+        response = await self._authorized(headers, receive, rid)
+        response.headers["X-Request-Id"] = rid
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _authorized(self, headers: Headers, receive: Receive, rid: str) -> Response:
         presented = presented_key(headers)
         principal = self.keys.authenticate(presented)
         if principal is None:
@@ -110,25 +137,7 @@ class GraphQLView(GraphQL[Context | None, None]):
             return PlainTextResponse(
                 "send the operation as JSON (Content-Type: application/json)", status_code=415
             )
-        snapshot = self.snapshots.acquire()
-        if snapshot is None:
-            return JSONResponse(
-                {"detail": self.snapshots.unavailable_reason() or "not ready"}, status_code=503
-            )
-        try:
-            context = Context(
-                snapshot=snapshot,
-                principal=principal,
-                limits=self.limits,
-                request_id=headers.get("x-request-id") or uuid.uuid4().hex,
-            )
-            response = await self._execute_json(receive, context)
-            response.headers["X-Request-Id"] = context.request_id
-            return response
-        finally:
-            self.snapshots.release(snapshot)
-
-    async def _execute_json(self, receive: Receive, context: Context) -> Response:
+        # The whole body first: a slow client must not hold a snapshot open while it sends.
         try:
             body = await _read_body(receive)
         except _BodyTooLarge:
@@ -152,11 +161,27 @@ class GraphQLView(GraphQL[Context | None, None]):
             return PlainTextResponse("`variables` must be a JSON object", status_code=400)
         if operation_name is not None and not isinstance(operation_name, str):
             return PlainTextResponse("`operationName` must be a string", status_code=400)
+        snapshot = self.snapshots.acquire()
+        if snapshot is None:
+            return JSONResponse(
+                {"detail": self.snapshots.unavailable_reason() or "not ready"}, status_code=503
+            )
         try:
-            result = await self.executor.run(query, variables, operation_name, context)
-        except RequestError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
-        return Response(orjson.dumps(result), media_type="application/json")
+            context = Context(
+                snapshot=snapshot,
+                principal=principal,
+                limits=self.limits,
+                request_id=rid,
+                sealer=self.sealer,
+                deadline=time.monotonic() + self.time_limit,
+            )
+            try:
+                result = await self.executor.run(query, variables, operation_name, context)
+            except RequestError as exc:
+                return PlainTextResponse(str(exc), status_code=400)
+            return Response(result, media_type="application/json")
+        finally:
+            self.snapshots.release(snapshot)
 
 
 class GraphQLDispatch:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 #: Keys per statement (SQLite allows 32766 variables and 500 compound selects).
 CHUNK = 400
@@ -28,7 +28,7 @@ def _chunks(keys: Sequence[str]) -> list[Sequence[str]]:
     return [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)] or [[]]
 
 
-def customers_by_id(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, Row]:
+def customers_by_id(db: Database, ids: Sequence[str]) -> dict[str, Row]:
     """Golden records by customer id (missing ids are absent)."""
     found: dict[str, Row] = {}
     for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -38,7 +38,7 @@ def customers_by_id(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, Row]:
     return found
 
 
-def current_ids(db: SnapshotDatabase, alias_ids: Sequence[str]) -> dict[str, str]:
+def current_ids(db: Database, alias_ids: Sequence[str]) -> dict[str, str]:
     """The surviving customer id of each retired (merged) id that has one."""
     found: dict[str, str] = {}
     for chunk in _chunks(list(dict.fromkeys(alias_ids))):
@@ -58,9 +58,7 @@ class LookupHit(NamedTuple):
     customer_count: int
 
 
-def lookup_customer(
-    db: SnapshotDatabase, identifier_type: str, identifier_value: str
-) -> LookupHit | None:
+def lookup_customer(db: Database, identifier_type: str, identifier_value: str) -> LookupHit | None:
     """The customer owning a normalized identifier (one statement, customer row included)."""
     row = db.one(
         "select l.customer_count as _customer_count, c.* from identifier_lookup as l "
@@ -74,7 +72,7 @@ def lookup_customer(
     return LookupHit(customer=row, customer_count=count)
 
 
-def traits_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, Row]:
+def traits_by_customer(db: Database, ids: Sequence[str]) -> dict[str, Row]:
     """Trait rows by customer id."""
     found: dict[str, Row] = {}
     for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -84,7 +82,7 @@ def traits_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, Ro
     return found
 
 
-def identifiers_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, list[Row]]:
+def identifiers_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Every identifier row of each customer, ordered by type, value and source."""
     found: dict[str, list[Row]] = defaultdict(list)
     for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -99,7 +97,7 @@ def identifiers_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[st
     return found
 
 
-def segments_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, list[Row]]:
+def segments_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Current segment memberships of each customer, by segment name."""
     found: dict[str, list[Row]] = defaultdict(list)
     for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -122,7 +120,7 @@ class EventPage(NamedTuple):
     after_event_id: str | None = None
 
 
-def event_pages(db: SnapshotDatabase, pages: Sequence[EventPage]) -> list[list[Row]]:
+def event_pages(db: Database, pages: Sequence[EventPage]) -> list[list[Row]]:
     """The rows of each page, in the order of ``pages`` (one statement per CHUNK pages)."""
     results: list[list[Row]] = [[] for _ in pages]
     for start in range(0, len(pages), CHUNK):
@@ -174,7 +172,7 @@ def _filter_sql(
 
 
 def filter_customers(
-    db: SnapshotDatabase,
+    db: Database,
     *,
     segment: str | None,
     conditions: Sequence[TraitCondition],
@@ -192,7 +190,7 @@ def filter_customers(
 
 
 def count_customers(
-    db: SnapshotDatabase, *, segment: str | None, conditions: Sequence[TraitCondition]
+    db: Database, *, segment: str | None, conditions: Sequence[TraitCondition]
 ) -> int:
     """How many customers a filter matches."""
     joins, where, params = _filter_sql(segment, conditions)

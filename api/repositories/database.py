@@ -7,11 +7,35 @@ takes no locks and never checks for changes, which is both correct and the faste
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Protocol
 
 Row = dict[str, Any]
+
+#: SQLite virtual-machine steps between deadline checks (a point lookup never reaches one).
+_PROGRESS_STEPS: Final[int] = 20_000
+
+
+class OperationTimeout(Exception):
+    """A statement was stopped (or not started) because its request ran out of time."""
+
+
+class Database(Protocol):
+    """What the repositories read through: a snapshot, or one request's view of it."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of one statement as tuples."""
+        ...
+
+    def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """All rows of one statement as dicts keyed by column name."""
+        ...
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of one statement as a dict, or None."""
+        ...
 
 
 class SnapshotDatabase:
@@ -26,8 +50,15 @@ class SnapshotDatabase:
         self._conn.execute("pragma query_only = on")
         self._conn.execute("pragma mmap_size = 1073741824")
         self._conn.execute("pragma cache_size = -65536")
+        # A long statement is interrupted once the deadline of the request running it passes.
+        self.deadline: float | None = None
+        self._conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         self.query_count = 0
         self._closed = False
+
+    def _past_deadline(self) -> int:
+        deadline = self.deadline
+        return 1 if deadline is not None and time.monotonic() > deadline else 0
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of one statement as tuples."""
@@ -62,3 +93,43 @@ class SnapshotDatabase:
         if not self._closed:
             self._closed = True
             self._conn.close()
+
+
+class RequestDatabase:
+    """One request's view of a snapshot: statements stop at the request's deadline.
+
+    The snapshot's connection is shared by every request of the process (statements run one
+    at a time on the event loop), so the deadline is set around each statement.
+    """
+
+    __slots__ = ("_db", "_deadline")
+
+    def __init__(self, db: SnapshotDatabase, deadline: float) -> None:
+        self._db = db
+        self._deadline = deadline
+
+    def _run(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
+        if time.monotonic() > self._deadline:
+            raise OperationTimeout
+        db = self._db
+        db.deadline = self._deadline
+        try:
+            return method(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise OperationTimeout from exc
+            raise
+        finally:
+            db.deadline = None
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of one statement as tuples."""
+        return self._run(self._db.rows, sql, params)  # type: ignore[no-any-return]
+
+    def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """All rows of one statement as dicts keyed by column name."""
+        return self._run(self._db.dicts, sql, params)  # type: ignore[no-any-return]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of one statement as a dict, or None."""
+        return self._run(self._db.one, sql, params)  # type: ignore[no-any-return]

@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from api.repositories.customers import CHUNK
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 
 def _grouped(
-    db: SnapshotDatabase, sql_head: str, sql_tail: str, ids: Sequence[str]
+    db: Database, sql_head: str, sql_tail: str, ids: Sequence[str]
 ) -> dict[str, list[Row]]:
     found: dict[str, list[Row]] = defaultdict(list)
     unique = list(dict.fromkeys(ids))
@@ -22,7 +22,7 @@ def _grouped(
     return found
 
 
-def records_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, list[Row]]:
+def records_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Each customer's source records, by source and record id."""
     return _grouped(
         db,
@@ -32,7 +32,7 @@ def records_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, l
     )
 
 
-def evidence_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, list[Row]]:
+def evidence_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Every link considered from each customer's records (accepted or refused)."""
     return _grouped(
         db,
@@ -42,7 +42,7 @@ def evidence_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, 
     )
 
 
-def history_by_customer(db: SnapshotDatabase, ids: Sequence[str]) -> dict[str, list[Row]]:
+def history_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Merges and splits that involved each customer id, oldest first."""
     unique = list(dict.fromkeys(ids))
     found: dict[str, list[Row]] = defaultdict(list)

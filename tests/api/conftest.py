@@ -115,6 +115,16 @@ class Api:
             "/graphql", json={"query": query, "variables": variables or {}}, headers=sent
         )
 
+    def auth(self, key: str) -> dict[str, str]:
+        """The Authorization header of a test key."""
+        return {"Authorization": f"Bearer {self.keys[key]}"}
+
+    def metrics_text(self) -> str:
+        """/metrics as the admin key sees it."""
+        response = self.client.get("/metrics", headers=self.auth("admin"))
+        assert response.status_code == 200, response.text
+        return response.text
+
     def gql(
         self, query: str, variables: dict[str, Any] | None = None, *, key: str = "admin"
     ) -> dict[str, Any]:

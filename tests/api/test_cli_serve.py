@@ -59,7 +59,7 @@ def test_create_key_refuses_duplicates_and_unknown_scopes(tmp_path: Path) -> Non
     assert [s.value for s in load_keys_file(tmp_path / "api_keys.yml").keys[0].scopes] == ["admin"]
     unknown = runner.invoke(app, [*args, "--scopes", "everything", "--replace"])
     assert unknown.exit_code == 2
-    assert "known scopes: profile:read, pii:read, segments:read, admin" in " ".join(
+    assert "known scopes: profile:read, pii:read, segments:read, metrics:read, admin" in " ".join(
         unknown.output.split()
     )
 

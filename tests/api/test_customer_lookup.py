@@ -93,7 +93,7 @@ def test_customer_profile_fields(api: Api) -> None:
             segments { name enteredAt segment { owner size } }
         } }""",
         {"v": email(20)},
-        key="pii",
+        key="admin",
     )
     customer = body["data"]["customer"]
     assert customer["email"] == email(20)

@@ -67,7 +67,7 @@ def test_operations_are_counted_under_their_name_when_it_is_only_in_the_document
     api: Api,
 ) -> None:
     api.gql(LOOKUP, {"v": "a@example.com"}, key="profile")
-    metrics = api.client.get("/metrics").text
+    metrics = api.metrics_text()
     assert 'cdp_api_graphql_operations_total{operation="L",status="ok"}' in metrics
 
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = api.client.get("/metrics")
+    response = api.client.get("/metrics", headers=api.auth("admin"))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = {}

@@ -19,8 +19,19 @@ PROFILE = """query($v: String!) { customer(lookup: {type: "email", value: $v}) {
     customerId email phone firstName lastName fullName birthDate streetAddress postalCode city
     region country maskedFields
     identifiers(types: ["email", "phone", "account_id"]) { type value }
-    identity { records { source recordId } }
+    identity { records { source recordUid recordId } }
 } }"""
+PERSONAL_FIELDS = [
+    "email",
+    "phone",
+    "firstName",
+    "lastName",
+    "fullName",
+    "birthDate",
+    "streetAddress",
+    "postalCode",
+    "city",
+]
 
 
 def audit_lines(folder: Path) -> list[dict]:
@@ -33,40 +44,37 @@ def audit_lines(folder: Path) -> list[dict]:
 
 def test_pii_is_masked_without_pii_read_and_nothing_is_audited(api: Api, tmp_path: Path) -> None:
     customer = api.gql(PROFILE, {"v": email(EMAIL_RECORD)}, key="profile")["data"]["customer"]
-    for field in (
-        "email",
-        "phone",
-        "firstName",
-        "lastName",
-        "fullName",
-        "birthDate",
-        "streetAddress",
-        "postalCode",
-        "city",
-    ):
+    for field in PERSONAL_FIELDS:
         assert customer[field] == "***", field
     assert (customer["region"], customer["country"]) == ("CA", "US")  # not personal data
-    assert customer["maskedFields"] == [
-        "email",
-        "phone",
-        "firstName",
-        "lastName",
-        "fullName",
-        "birthDate",
-        "streetAddress",
-        "postalCode",
-        "city",
-    ]
+    assert customer["maskedFields"] == PERSONAL_FIELDS
+    sealer = api.state.sealer
+    # identifiers are opaque tokens: stable handles that reveal nothing
     assert {i["type"]: i["value"] for i in customer["identifiers"]} == {
-        "email": "***",
-        "phone": "***",
-        "account_id": f"ACC-{EMAIL_RECORD}",
+        "email": sealer.token(email(EMAIL_RECORD)),
+        "phone": sealer.token(phone(EMAIL_RECORD)),
+        "account_id": sealer.token(f"ACC-{EMAIL_RECORD}"),
     }
-    record_ids = {r["source"]: r["recordId"] for r in customer["identity"]["records"]}
-    assert record_ids["email_events"] == "email:***"
-    assert record_ids["crm"] == str(EMAIL_RECORD)
-    assert email(EMAIL_RECORD) not in json.dumps(customer)
+    records = {r["source"]: r for r in customer["identity"]["records"]}
+    mail = records["email_events"]
+    assert mail["recordId"] == sealer.token(f"email:{email(EMAIL_RECORD)}")
+    assert mail["recordUid"] == sealer.token(f"email_events:email:{email(EMAIL_RECORD)}")
+    assert records["crm"]["recordId"].startswith("tok_")
+    text = json.dumps(customer)
+    assert email(EMAIL_RECORD) not in text
+    assert f"ACC-{EMAIL_RECORD}" not in text
     assert audit_lines(tmp_path / "audit") == []
+
+
+def test_the_same_value_has_the_same_token_everywhere(api: Api) -> None:
+    query = """query($v: String!) { customer(lookup: {type: "email", value: $v}) {
+        identity { records { recordUid evidence { otherRecord { recordUid } } } } } }"""
+    records = api.gql(query, {"v": email(EMAIL_RECORD)}, key="profile")["data"]["customer"][
+        "identity"
+    ]["records"]
+    uids = {r["recordUid"] for r in records}
+    linked = {e["otherRecord"]["recordUid"] for r in records for e in r["evidence"]}
+    assert linked and linked <= uids  # the evidence points at records by the same handle
 
 
 def test_pii_read_returns_values_and_writes_the_audit_log(api: Api, tmp_path: Path) -> None:
@@ -75,28 +83,17 @@ def test_pii_read_returns_values_and_writes_the_audit_log(api: Api, tmp_path: Pa
     assert customer["email"] == email(EMAIL_RECORD)
     assert customer["phone"] == phone(EMAIL_RECORD)
     assert customer["maskedFields"] == []
-    record_ids = {r["source"]: r["recordId"] for r in customer["identity"]["records"]}
-    assert record_ids["email_events"] == f"email:{email(EMAIL_RECORD)}"
+    records = {r["source"]: r for r in customer["identity"]["records"]}
+    assert records["email_events"]["recordId"] == f"email:{email(EMAIL_RECORD)}"
+    assert records["crm"]["recordId"] == str(EMAIL_RECORD)
     lines = audit_lines(tmp_path / "audit")
     assert len(lines) == 1
     entry = lines[0]
     assert entry["key"] == "pii"
     assert entry["customer_id"] == customer_id(EMAIL_RECORD)
     assert entry["fields"] == sorted(
-        [
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "full_name",
-            "birth_date",
-            "street_address",
-            "postal_code",
-            "city",
-            "identifiers.email",
-            "identifiers.phone",
-            "identity.record_id",
-        ]
+        [f"Customer.{f}" for f in PERSONAL_FIELDS]
+        + ["Identifier.value", "IdentityRecord.recordId", "IdentityRecord.recordUid"]
     )
     assert entry["snapshot_id"] == api.state.snapshots.current.id
     from datetime import datetime
@@ -111,7 +108,7 @@ def test_audit_has_one_line_per_customer_read(api: Api, tmp_path: Path) -> None:
     )
     lines = audit_lines(tmp_path / "audit")
     assert [line["customer_id"] for line in lines] == [customer_id(i) for i in (0, 10, 20)]
-    assert all(line["key"] == "admin" and line["fields"] == ["email"] for line in lines)
+    assert all(line["key"] == "admin" and line["fields"] == ["Customer.email"] for line in lines)
     assert all(line["operation"] == "segment" for line in lines)
 
 
@@ -247,3 +244,113 @@ def test_introspection_and_ide_can_be_enabled(
     page = api.client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
+
+
+def test_free_text_is_personal_data(api: Api, tmp_path: Path) -> None:
+    query = """{ customer(id: "cus_0000") { events(first: 3) { edges { node {
+        eventId detail channel } } } } }"""
+    masked = api.gql(query, key="profile")["data"]["customer"]["events"]["edges"]
+    assert [e["node"]["detail"] for e in masked] == ["***", "***", "***"]
+    assert all(e["node"]["eventId"].startswith("tok_") for e in masked)
+    assert audit_lines(tmp_path / "audit") == []
+    revealed = api.gql(query, key="pii")["data"]["customer"]["events"]["edges"]
+    assert revealed[0]["node"]["detail"] in ("/home", "1 line(s)")
+    assert [(a["customer_id"], a["fields"]) for a in audit_lines(tmp_path / "audit")] == [
+        ("cus_0000", ["Event.detail", "Event.eventId"])
+    ]
+
+
+def test_evidence_details_keep_only_numbers_and_levels_when_masked(api: Api) -> None:
+    query = """{ customer(id: "cus_0005") { identity { records { evidence {
+        rule details identifierType } } } } }"""
+    records = api.gql(query, key="profile")["data"]["customer"]["identity"]["records"]
+    details = [e["details"] for r in records for e in r["evidence"] if e["details"]]
+    assert details and all(d == {"value": "***"} for d in details)
+
+
+def test_another_customers_record_is_audited_against_that_customer(
+    api: Api, tmp_path: Path
+) -> None:
+    # customers 5 and 6 share a phone; the guard refused the link, which 5's evidence shows
+    query = """{ customer(id: "cus_0005") { identity { records { recordId evidence {
+        isAccepted otherRecord { recordId customerId } } } } } }"""
+    records = api.gql(query, key="pii")["data"]["customer"]["identity"]["records"]
+    others = [
+        e["otherRecord"] for r in records for e in r["evidence"] if not e["isAccepted"]
+    ]
+    assert others == [{"recordId": "6", "customerId": "cus_0006"}]
+    lines = {a["customer_id"]: a["fields"] for a in audit_lines(tmp_path / "audit")}
+    assert lines["cus_0006"] == ["LinkedRecord.recordId"]
+    assert "LinkedRecord.recordId" in lines["cus_0005"]  # its own linked records too
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{ customer(id: "cus_0000") { segments { name } } }',
+        '{ customer(id: "cus_0000") { segments { segment { members(first: 1) '
+        "{ totalCount } } } } }",
+        '{ customers(filter: {segment: "high_value"}) { edges { node { customerId } } } }',
+    ],
+)
+def test_segment_membership_needs_segments_read(api: Api, query: str) -> None:
+    body = api.gql(query, key="profile")
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "FORBIDDEN", "requiredScope": "segments:read"}
+    assert "high_value" not in json.dumps(body).replace(query, "")
+    assert "errors" not in api.gql(query, key="web")
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ('{ customer(idd: "cus_0001") { customerId } }', None),
+        ("query($f: CustomerFiltr!) { customers(filter: $f) { edges { cursor } } }", None),
+        (
+            "query($f: CustomerFilter!) { customers(filter: $f) { edges { cursor } } }",
+            {"f": {"segmnt": "high_value"}},
+        ),
+        ('{ customers(filter: {segmnt: "x"}) { edges { cursor } } }', None),
+    ],
+)
+def test_no_suggestions_name_schema_members_while_introspection_is_off(
+    api: Api, query: str, variables: dict | None
+) -> None:
+    body = api.gql(query, variables)
+    assert body["errors"]
+    assert "Did you mean" not in json.dumps(body)
+
+
+def test_metrics_need_a_key_with_metrics_read(
+    api: Api, make_api: Callable[..., Api], published: Published
+) -> None:
+    assert api.client.get("/metrics").status_code == 401
+    forbidden = api.client.get("/metrics", headers=api.auth("profile"))
+    assert forbidden.status_code == 403
+    assert "metrics:read" in forbidden.json()["detail"]
+    assert "cdp_api_http_requests_total" in api.metrics_text()
+    public = make_api(published, api_metrics_public=True)
+    assert public.client.get("/metrics").status_code == 200
+
+
+def test_no_response_may_be_cached(api: Api) -> None:
+    responses = [
+        api.post('{ customer(id: "cus_0001") { email } }', key="pii"),
+        api.post("{ segments { name } }", key=None),
+        api.client.get("/health"),
+        api.client.get("/metrics", headers=api.auth("admin")),
+    ]
+    assert [r.headers.get("cache-control") for r in responses] == ["no-store"] * 4
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("req-42", True), ("x" * 20_000, False), ("a b\x01c", False), ("../../etc", False)],
+)
+def test_client_request_ids_are_kept_only_when_they_look_like_ids(
+    api: Api, given: str, kept: bool
+) -> None:
+    response = api.post("{ segments { name } }", headers={"X-Request-Id": given})
+    returned = response.headers["x-request-id"]
+    assert (returned == given) is kept
+    assert len(returned) <= 64

@@ -101,11 +101,17 @@ def test_lookups_paging_masking_and_audit_over_http(
     assert sorted((a["key"], a["customer_id"]) for a in audit) == sorted(
         [("pii", customer_id(11))] * 5 + [("pii", customer_id(1))]
     )
-    assert all(a["fields"] == ["email"] and a["operation"] == "Lookup" for a in audit)
+    assert all(a["fields"] == ["Customer.email"] and a["operation"] == "Lookup" for a in audit)
 
 
-def lookup_count(client: httpx.Client, server: Server) -> float:
-    text = client.get(server.url + "/metrics").text
+def metrics_text(client: httpx.Client, server: Server, key: str) -> str:
+    response = client.get(server.url + "/metrics", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def lookup_count(client: httpx.Client, server: Server, key: str) -> float:
+    text = metrics_text(client, server, key)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "cdp_api_graphql_operations_total" and sample.labels == {
@@ -119,13 +125,13 @@ def lookup_count(client: httpx.Client, server: Server) -> float:
 def test_metrics_aggregate_both_workers(served: tuple[Published, Server, Path]) -> None:
     world, server, _ = served
     with httpx.Client(timeout=10) as client:
-        before = lookup_count(client, server)
+        before = lookup_count(client, server, world.keys["admin"])
     for i in range(40):  # a new connection each time: the kernel spreads them over workers
         with httpx.Client(timeout=10) as client:
             post(client, server, world.keys["profile"], LOOKUP, {"t": "email", "v": email(i)})
     with httpx.Client(timeout=10) as client:
-        assert lookup_count(client, server) - before == 40
-        text = client.get(server.url + "/metrics").text
+        assert lookup_count(client, server, world.keys["admin"]) - before == 40
+        text = metrics_text(client, server, world.keys["admin"])
     assert "cdp_api_snapshot_info{" in text
     assert "cdp_api_snapshot_age_seconds " in text
 
@@ -148,7 +154,7 @@ def test_republishing_while_requests_run_fails_no_request(
                     body = post(
                         client,
                         server,
-                        world.keys["pii"],
+                        world.keys["admin"],
                         '{ snapshot { snapshotId } customer(id: "cus_0002") { city } '
                         f'other: customer(lookup: {{type: "email", value: "{email(i)}"}})'
                         " { customerId traits { orderCount } segments { name } } }",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from strawberry.dataloader import DataLoader
 
 from api.repositories.customers import customers_by_id
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 
-def customer_loader(db: SnapshotDatabase) -> DataLoader[str, Row | None]:
+def customer_loader(db: Database) -> DataLoader[str, Row | None]:
     """Customer rows by id (None for an unknown id)."""
 
     async def load(ids: list[str]) -> list[Row | None]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from strawberry.dataloader import DataLoader
 
 from api.repositories.customers import EventPage, event_pages
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 
-def events_loader(db: SnapshotDatabase) -> DataLoader[EventPage, list[Row]]:
+def events_loader(db: Database) -> DataLoader[EventPage, list[Row]]:
     """One page of a customer's timeline per key; all keys of a tick in one statement."""
 
     async def load(pages: list[EventPage]) -> list[list[Row]]:

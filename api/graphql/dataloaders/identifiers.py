@@ -5,10 +5,10 @@ from __future__ import annotations
 from strawberry.dataloader import DataLoader
 
 from api.repositories.customers import identifiers_by_customer
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 
-def identifiers_loader(db: SnapshotDatabase) -> DataLoader[str, list[Row]]:
+def identifiers_loader(db: Database) -> DataLoader[str, list[Row]]:
     """Every identifier of each customer."""
 
     async def load(ids: list[str]) -> list[list[Row]]:

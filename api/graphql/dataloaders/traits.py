@@ -5,10 +5,10 @@ from __future__ import annotations
 from strawberry.dataloader import DataLoader
 
 from api.repositories.customers import traits_by_customer
-from api.repositories.database import Row, SnapshotDatabase
+from api.repositories.database import Database, Row
 
 
-def traits_loader(db: SnapshotDatabase) -> DataLoader[str, Row | None]:
+def traits_loader(db: Database) -> DataLoader[str, Row | None]:
     """customer_traits rows by customer id (None when the customer has none)."""
 
     async def load(ids: list[str]) -> list[Row | None]:

@@ -6,12 +6,14 @@ from typing import Any, Final
 
 import strawberry
 
+from api.graphql.budget import list_size
 from api.graphql.pagination import decode_cursor, encode_cursor, page_size
+from api.graphql.permissions import requires
+from api.graphql.pii import Pii, personal, personal_fields
 from api.graphql.types.consent import Consent
 from api.graphql.types.event import Event, EventConnection, EventEdge
 from api.graphql.types.identifier import Identifier
 from api.graphql.types.identity import Identity
-from api.graphql.types.masking import MASK, PII_FIELDS, PII_IDENTIFIER_TYPES
 from api.graphql.types.page import PageInfo
 from api.graphql.types.provenance import AttributeProvenance
 from api.graphql.types.scalars import DateTime
@@ -19,22 +21,29 @@ from api.graphql.types.segment import CustomerSegment
 from api.graphql.types.traits import CustomerTraits
 from api.repositories.customers import EventPage
 from api.repositories.database import Row
+from api.security import Scope
 
-#: Golden-record attributes that carry ``<attribute>_source`` and ``<attribute>_updated_at``.
-SURVIVING_ATTRIBUTES: Final[tuple[str, ...]] = (
-    *PII_FIELDS,
-    "region",
-    "country",
+#: Golden-record attributes that are personal data (names, email, phone, address, birth date).
+PERSONAL_ATTRIBUTES: Final[tuple[str, ...]] = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "full_name",
+    "birth_date",
+    "street_address",
+    "postal_code",
+    "city",
 )
+#: Golden-record attributes that carry ``<attribute>_source`` and ``<attribute>_updated_at``.
+SURVIVING_ATTRIBUTES: Final[tuple[str, ...]] = (*PERSONAL_ATTRIBUTES, "region", "country")
 CONSENT_CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push")
+_WITHOUT_PII_READ = " Personal data: '***' without pii:read."
 
 
-def _pii_field(column: str, description: str) -> Any:
-    def resolve(root: Customer, info: strawberry.Info) -> str | None:
-        return root.pii(info, column)
-
+def _personal(description: str) -> Any:
     return strawberry.field(
-        resolver=resolve, description=f"{description} PII: '{MASK}' without pii:read."
+        description=description + _WITHOUT_PII_READ, metadata=personal(Pii.VALUE)
     )
 
 
@@ -42,21 +51,24 @@ def _pii_field(column: str, description: str) -> Any:
 class Customer:
     row: strawberry.Private[Row]
 
-    def pii(self, info: strawberry.Info, column: str) -> str | None:
-        """A PII value if the key may read it (and the read is audited), else the mask."""
-        value = self.row.get(column)
-        if value is None:
-            return None
-        context = info.context
-        if context.principal.can_read_pii:
-            context.reveal(self.row["customer_id"], column)
-            return str(value)
-        return MASK
+    def pii_owner(self) -> str:
+        """Whose personal data this is (for the audit log)."""
+        return self.row["customer_id"]
 
-    # Plain attributes (no resolver) take strawberry's fast path; PII needs a resolver.
+    # Plain attributes (no resolver) take strawberry's fast path; personal ones are masked and
+    # audited by api.graphql.pii from their declaration.
     customer_id: strawberry.ID = strawberry.field(
         description="Stable customer id from identity resolution."
     )
+    email: str | None = _personal("Surviving email (normalized).")
+    phone: str | None = _personal("Surviving phone (E.164).")
+    first_name: str | None = _personal("Surviving first name.")
+    last_name: str | None = _personal("Surviving last name.")
+    full_name: str | None = _personal("Surviving full name.")
+    birth_date: str | None = _personal("Surviving birth date (ISO 8601).")
+    street_address: str | None = _personal("Surviving street address.")
+    postal_code: str | None = _personal("Surviving postal code.")
+    city: str | None = _personal("Surviving city.")
     region: str | None = strawberry.field(description="Surviving region.")
     country: str | None = strawberry.field(description="Surviving country.")
     is_anonymous: bool = strawberry.field(
@@ -74,35 +86,43 @@ class Customer:
     @classmethod
     def from_row(cls, row: Row) -> Customer:
         """Build from a customers row."""
+        get = row.get
+        birth_date = get("birth_date")
         return cls(
             row=row,
             customer_id=strawberry.ID(row["customer_id"]),
-            region=row.get("region"),
-            country=row.get("country"),
-            is_anonymous=bool(row.get("is_anonymous")),
-            signed_up_at=row.get("signed_up_at"),
-            record_count=row.get("record_count"),
-            profile_record_count=row.get("profile_record_count"),
-            source_count=row.get("source_count"),
+            email=get("email"),
+            phone=get("phone"),
+            first_name=get("first_name"),
+            last_name=get("last_name"),
+            full_name=get("full_name"),
+            birth_date=str(birth_date) if birth_date is not None else None,
+            street_address=get("street_address"),
+            postal_code=get("postal_code"),
+            city=get("city"),
+            region=get("region"),
+            country=get("country"),
+            is_anonymous=bool(get("is_anonymous")),
+            signed_up_at=get("signed_up_at"),
+            record_count=get("record_count"),
+            profile_record_count=get("profile_record_count"),
+            source_count=get("source_count"),
         )
 
-    email = _pii_field("email", "Surviving email (normalized).")
-    phone = _pii_field("phone", "Surviving phone (E.164).")
-    first_name = _pii_field("first_name", "Surviving first name.")
-    last_name = _pii_field("last_name", "Surviving last name.")
-    full_name = _pii_field("full_name", "Surviving full name.")
-    birth_date = _pii_field("birth_date", "Surviving birth date (ISO 8601).")
-    street_address = _pii_field("street_address", "Surviving street address.")
-    postal_code = _pii_field("postal_code", "Surviving postal code.")
-    city = _pii_field("city", "Surviving city.")
-
-    @strawberry.field(description="PII fields that hold a value this key may not see.")
+    @strawberry.field(description="Personal fields that hold a value this key may not see.")
     def masked_fields(self, info: strawberry.Info) -> list[str]:
         if info.context.principal.can_read_pii:
             return []
-        return [strawberry_name(c) for c in PII_FIELDS if self.row.get(c) is not None]
+        return [
+            strawberry_name(f.python_name)
+            for f in _PERSONAL
+            if getattr(self, f.python_name) is not None
+        ]
 
-    @strawberry.field(description="Source and time of each surviving attribute.")
+    @strawberry.field(
+        description="Source and time of each surviving attribute.",
+        metadata=list_size(len(SURVIVING_ATTRIBUTES)),
+    )
     def provenance(self) -> list[AttributeProvenance]:
         return [
             AttributeProvenance(
@@ -114,7 +134,10 @@ class Customer:
             if self.row.get(f"{attribute}_source") is not None
         ]
 
-    @strawberry.field(description="Marketing consent per channel (latest statement wins).")
+    @strawberry.field(
+        description="Marketing consent per channel (latest statement wins).",
+        metadata=list_size(len(CONSENT_CHANNELS)),
+    )
     def consents(self) -> list[Consent]:
         return [
             Consent(
@@ -130,39 +153,22 @@ class Customer:
     async def identifiers(
         self, info: strawberry.Info, types: list[str] | None = None
     ) -> list[Identifier]:
-        context = info.context
-        rows = await context.loaders.identifiers.load(self.row["customer_id"])
+        rows = await info.context.loaders.identifiers.load(self.row["customer_id"])
         wanted = {t.strip().lower() for t in types} if types is not None else None
-        can_read = context.principal.can_read_pii
-        result = []
-        for r in rows:
-            kind = r["identifier_type"]
-            if wanted is not None and kind not in wanted:
-                continue
-            value = r["identifier_value"]
-            if kind in PII_IDENTIFIER_TYPES:
-                if can_read:
-                    context.reveal(self.row["customer_id"], f"identifiers.{kind}")
-                else:
-                    value = MASK
-            result.append(
-                Identifier(
-                    type=kind,
-                    value=value,
-                    source=r["source"],
-                    first_seen_at=r.get("first_seen_at"),
-                    last_seen_at=r.get("last_seen_at"),
-                    record_count=r.get("record_count"),
-                )
-            )
-        return result
+        return [
+            Identifier.from_row(r) for r in rows if wanted is None or r["identifier_type"] in wanted
+        ]
 
     @strawberry.field(description="Behavioural traits; null if the customer has none.")
     async def traits(self, info: strawberry.Info) -> CustomerTraits | None:
         row = await info.context.loaders.traits.load(self.row["customer_id"])
         return CustomerTraits.from_row(row) if row is not None else None
 
-    @strawberry.field(description="Current segments with when the customer entered each.")
+    @strawberry.field(
+        description="Current segments with when the customer entered each (segments:read).",
+        extensions=requires(Scope.SEGMENTS_READ),
+        metadata=list_size(30),
+    )
     async def segments(self, info: strawberry.Info) -> list[CustomerSegment]:
         rows = await info.context.loaders.segments.load(self.row["customer_id"])
         return [CustomerSegment(name=r["segment"], entered_at=r["entered_at"]) for r in rows]
@@ -177,7 +183,7 @@ class Customer:
             default=min(20, context.limits.default_page_size),
             maximum=context.limits.max_page_size,
         )
-        position = decode_cursor(after, "event", 2)
+        position = decode_cursor(context.sealer, after, "event", 2)
         key = EventPage(
             customer_id=self.row["customer_id"],
             limit=limit + 1,
@@ -185,19 +191,16 @@ class Customer:
             after_event_id=position[1] if position else None,
         )
         rows = await context.loaders.events.load(key)
-        edges = [
-            EventEdge(
-                cursor=encode_cursor("event", r["occurred_at"], r["event_id"]),
-                node=Event.from_row(r),
-            )
-            for r in rows[:limit]
-        ]
+        page = rows[:limit]
+        edges = [EventEdge(node=Event.from_row(r)) for r in page]
+        end = (
+            encode_cursor(context.sealer, "event", page[-1]["occurred_at"], page[-1]["event_id"])
+            if page
+            else None
+        )
         return EventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end),
         )
 
     @strawberry.field(description="Why these records are one customer.")
@@ -213,8 +216,11 @@ def strawberry_name(column: str) -> str:
 
 @strawberry.type
 class CustomerEdge:
-    cursor: str
     node: Customer
+
+    @strawberry.field(description="This position, to pass as `after`.")
+    def cursor(self, info: strawberry.Info) -> str:
+        return encode_cursor(info.context.sealer, "customer", self.node.row["customer_id"])
 
 
 @strawberry.type(description="A page of customers, by customer id.")
@@ -226,3 +232,6 @@ class CustomerConnection:
     @strawberry.field(description="Customers the filter matches (all pages; costs a count).")
     def total_count(self) -> int:
         return int(self.count())
+
+
+_PERSONAL = personal_fields(Customer)

@@ -10,23 +10,35 @@ import orjson
 import strawberry
 from strawberry.scalars import JSON
 
-from api.graphql.types.masking import mask_record_id
+from api.graphql.budget import list_size
+from api.graphql.pii import Pii, personal
 from api.graphql.types.scalars import DateTime
+
+_TOKEN = " Without pii:read, an opaque token (the same record has the same token everywhere)."
 
 
 @strawberry.type(description="The record at the other end of a link.")
 class LinkedRecord:
-    record_uid: str
+    record_uid: str = strawberry.field(
+        description="'<source>:<record_id>'." + _TOKEN, metadata=personal(Pii.IDENTIFIER)
+    )
     source: str | None
-    record_id: str | None
+    record_id: str | None = strawberry.field(
+        description="The record's key in its source." + _TOKEN, metadata=personal(Pii.IDENTIFIER)
+    )
     customer_id: str | None
     is_same_customer: bool = strawberry.field(
         description="False for a refused link to another customer's record."
     )
 
+    def pii_owner(self) -> str | None:
+        """The other record's customer: its identifiers are that customer's data."""
+        return self.customer_id
+
 
 @strawberry.type(description="One reason to link two records, or to refuse the link.")
 class Evidence:
+    owner_id: strawberry.Private[str]
     other_record: LinkedRecord
     evidence_type: str = strawberry.field(description="rule (deterministic) or model (Splink)")
     rule: str = strawberry.field(description="e.g. same_email, same_account_id, splink")
@@ -34,22 +46,36 @@ class Evidence:
     match_probability: float | None
     match_weight: float | None
     details: JSON | None = strawberry.field(
-        description="Masked identifier value, or the model's per-comparison levels and weights."
+        description="The shared identifier (partly masked by identity), or the model's "
+        "per-comparison levels and weights. Without pii:read only numbers and levels are kept.",
+        metadata=personal(Pii.DETAILS),
     )
     is_accepted: bool
     rejected_reason: str | None = strawberry.field(
         description="The guard that refused the link (e.g. max_distinct_names_per_phone)."
     )
 
+    def pii_owner(self) -> str:
+        """Whose personal data this is (for the audit log)."""
+        return self.owner_id
+
 
 @strawberry.type(description="A source record merged into the customer.")
 class IdentityRecord:
-    record_uid: str
+    customer_id: strawberry.Private[str]
+    record_uid: str = strawberry.field(
+        description="'<source>:<record_id>'." + _TOKEN, metadata=personal(Pii.IDENTIFIER)
+    )
     source: str
     record_id: str = strawberry.field(
-        description="Masked when it embeds an email, without pii:read."
+        description="The record's key in its source (an email for email_events)." + _TOKEN,
+        metadata=personal(Pii.IDENTIFIER),
     )
     evidence: list[Evidence]
+
+    def pii_owner(self) -> str:
+        """Whose personal data this is (for the audit log)."""
+        return self.customer_id
 
 
 @strawberry.type(description="A merge or split that involved this customer's ids.")
@@ -75,15 +101,6 @@ def _details(text: str | None) -> Any:
 class Identity:
     customer_id: strawberry.Private[str]
 
-    def _record_id(self, info: strawberry.Info, record_id: str | None) -> str | None:
-        if record_id is None or "@" not in record_id:
-            return record_id
-        context = info.context
-        if context.principal.can_read_pii:
-            context.reveal(self.customer_id, "identity.record_id")
-            return record_id
-        return mask_record_id(record_id)
-
     @strawberry.field(description="Source records and the evidence that joined each to others.")
     async def records(self, info: strawberry.Info) -> list[IdentityRecord]:
         loaders = info.context.loaders
@@ -95,12 +112,13 @@ class Identity:
             other = LinkedRecord(
                 record_uid=row["other_record_uid"],
                 source=row["other_source"],
-                record_id=self._record_id(info, row["other_record_id"]),
+                record_id=row["other_record_id"],
                 customer_id=row["other_customer_id"],
                 is_same_customer=row["other_customer_id"] == self.customer_id,
             )
             by_record[row["record_uid"]].append(
                 Evidence(
+                    owner_id=self.customer_id,
                     other_record=other,
                     evidence_type=row["evidence_type"],
                     rule=row["rule"],
@@ -114,15 +132,19 @@ class Identity:
             )
         return [
             IdentityRecord(
+                customer_id=self.customer_id,
                 record_uid=row["record_uid"],
                 source=row["source"],
-                record_id=self._record_id(info, row["record_id"]) or "",
+                record_id=row["record_id"] or "",
                 evidence=by_record.get(row["record_uid"], []),
             )
             for row in records
         ]
 
-    @strawberry.field(description="Merges and splits of this id and the ids it absorbed.")
+    @strawberry.field(
+        description="Merges and splits of this id and the ids it absorbed.",
+        metadata=list_size(10),
+    )
     async def history(self, info: strawberry.Info) -> list[IdentityHistoryEvent]:
         loaders = info.context.loaders
         identifiers = await loaders.identifiers.load(self.customer_id)

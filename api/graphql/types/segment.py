@@ -11,7 +11,7 @@ from api.graphql.permissions import requires
 from api.graphql.types.page import PageInfo
 from api.graphql.types.scalars import DateTime
 from api.repositories.database import Row
-from api.repositories.segments import segment_members
+from api.repositories.segments import MemberPage
 from api.security import Scope
 
 if TYPE_CHECKING:
@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 
 @strawberry.type(description="One member of a segment.")
 class SegmentMemberEdge:
-    cursor: str
+    segment: strawberry.Private[str]
     customer_id: strawberry.ID
     entered_at: DateTime | None = strawberry.field(description="When they (last) entered.")
+
+    @strawberry.field(description="This position, to pass as `after`.")
+    def cursor(self, info: strawberry.Info) -> str:
+        return encode_cursor(info.context.sealer, "member:" + self.segment, self.customer_id)
 
     @strawberry.field(
         description="The member's profile (needs profile:read).",
@@ -76,7 +80,7 @@ class Segment:
         description="Members by customer id; follow `pageInfo.endCursor` to export all.",
         extensions=requires(Scope.SEGMENTS_READ),
     )
-    def members(
+    async def members(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> SegmentMemberConnection:
         context = info.context
@@ -85,18 +89,16 @@ class Segment:
             default=context.limits.default_page_size,
             maximum=context.limits.max_page_size,
         )
-        position = decode_cursor(after, "member:" + self.row["segment"], 1)
-        rows = segment_members(
-            context.snapshot.db,
-            self.row["segment"],
-            limit=limit + 1,
-            after=position[0] if position else None,
+        segment = self.row["segment"]
+        kind = "member:" + segment
+        position = decode_cursor(context.sealer, after, kind, 1)
+        rows = await context.loaders.members.load(
+            MemberPage(segment=segment, limit=limit + 1, after=position[0] if position else None)
         )
         page = rows[:limit]
-        kind = "member:" + self.row["segment"]
         edges = [
             SegmentMemberEdge(
-                cursor=encode_cursor(kind, r["customer_id"]),
+                segment=segment,
                 customer_id=strawberry.ID(r["customer_id"]),
                 entered_at=r["entered_at"],
             )
@@ -106,7 +108,9 @@ class Segment:
             edges=edges,
             page_info=PageInfo(
                 has_next_page=len(rows) > limit,
-                end_cursor=edges[-1].cursor if edges else None,
+                end_cursor=encode_cursor(context.sealer, kind, page[-1]["customer_id"])
+                if page
+                else None,
             ),
             total_count=self.size(),
         )
