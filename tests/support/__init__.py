@@ -1,0 +1,1 @@
+"""Shared test builders, importable from any test (``from tests.support.canary import ...``)."""
