@@ -16,7 +16,7 @@ from rich.table import Table
 
 from dagster_project.cli.identity import app as identity_app
 from dagster_project.cli.serve import api_key_app, serve
-from dagster_project.lib.config import ConfigError, load_config
+from dagster_project.lib.config import ConfigError, IngestLimits, load_config
 from dagster_project.lib.settings import PlatformSettings
 
 app = typer.Typer(
@@ -85,7 +85,11 @@ def generate(
 def validate(
     config: Annotated[Path | None, typer.Option(help="cdp.yml (default CDP_HOME/cdp.yml)")] = None,
 ) -> None:
-    """Check a cdp.yml and list what each source will ingest."""
+    """Check a cdp.yml and list what each source will ingest.
+
+    Exits 2 when cdp.yml is invalid and 1 when a source's glob matches no file (the ingest of
+    that source would fail), after listing every source.
+    """
     settings = PlatformSettings(config=config) if config else PlatformSettings()
     try:
         loaded = load_config(settings.config_path)
@@ -93,12 +97,35 @@ def validate(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     table = Table(title=str(loaded.path))
-    for column in ("source", "kind", "format", "glob", "files"):
+    table.add_column("source", no_wrap=True)
+    for column in ("kind", "format", "glob", "files"):
         table.add_column(column)
+    empty: list[str] = []
+    limits: list[str] = []
     for source in loaded.config.sources:
         files = loaded.source_files(source, settings.home)
-        table.add_row(source.name, str(source.kind), source.format, source.path, str(len(files)))
+        count = str(len(files)) if files else "[red]0[/red]"
+        table.add_row(source.name, str(source.kind), source.format, source.path, count)
+        if not files:
+            folder = loaded.source_folder(source, settings.home)
+            empty.append(
+                f"source '{source.name}': no file matches '{source.path}' in {folder}; deliver "
+                f"the source's files there or fix sources.{source.name}.path in {loaded.path}"
+            )
+        if source.ingest.model_fields_set:
+            limits.append(f"{source.name}: {_limits_text(loaded.config.limits_for(source))}")
     console.print(table)
+    console.print(f"ingest limits: {_limits_text(loaded.config.ingest)}", soft_wrap=True)
+    for line in limits:
+        console.print(f"  {line}", soft_wrap=True)
+    for problem in empty:
+        console.print(f"[red]{problem}[/red]", soft_wrap=True)
+    if empty:
+        raise typer.Exit(1)
+
+
+def _limits_text(limits: IngestLimits) -> str:
+    return f"max_field_chars {limits.max_field_chars}, max_row_bytes {limits.max_row_bytes}"
 
 
 @app.command()

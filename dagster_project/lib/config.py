@@ -60,12 +60,18 @@ class FieldSpec:
     type: FieldType
     required: bool = False
     description: str = ""
+    #: Personal data (identity attributes, free text a person typed or a URL that may carry
+    #: them): never shown outside the lake, e.g. masked in the ingest preview.
+    is_personal: bool = False
 
 
 def _identity_fields(*names: str) -> tuple[FieldSpec, ...]:
     # Identity attributes stay text in the lake; identity/normalize.py owns their parsing so a
     # messy birth date is a counted null there, not a quarantined row here.
-    return tuple(FieldSpec(n, FieldType.TEXT, description="identity attribute") for n in names)
+    return tuple(
+        FieldSpec(n, FieldType.TEXT, description="identity attribute", is_personal=True)
+        for n in names
+    )
 
 
 class SourceKind(StrEnum):
@@ -95,11 +101,12 @@ KIND_FIELDS: dict[SourceKind, tuple[FieldSpec, ...]] = {
         FieldSpec("event_type", T.TEXT, required=True),
         FieldSpec("occurred_at", T.TIMESTAMP, required=True),
         *_identity_fields("email"),
-        FieldSpec("page_url", T.TEXT),
+        # URLs, searches and user agents can carry emails, names and device fingerprints.
+        FieldSpec("page_url", T.TEXT, is_personal=True),
         FieldSpec("product_id", T.TEXT),
-        FieldSpec("search_query", T.TEXT),
+        FieldSpec("search_query", T.TEXT, is_personal=True),
         FieldSpec("order_id", T.TEXT),
-        FieldSpec("user_agent", T.TEXT),
+        FieldSpec("user_agent", T.TEXT, is_personal=True),
         FieldSpec("utm_source", T.TEXT),
         FieldSpec("utm_medium", T.TEXT),
         FieldSpec("utm_campaign", T.TEXT),
@@ -136,7 +143,7 @@ KIND_FIELDS: dict[SourceKind, tuple[FieldSpec, ...]] = {
         FieldSpec("occurred_at", T.TIMESTAMP, required=True),
         *_identity_fields("email"),
         FieldSpec("campaign_id", T.TEXT),
-        FieldSpec("link_url", T.TEXT),
+        FieldSpec("link_url", T.TEXT, is_personal=True),
     ),
     SourceKind.CONSENTS: (
         FieldSpec("channel", T.TEXT, required=True),
@@ -190,6 +197,44 @@ class SourceOptions(_Strict):
     false_values: tuple[str, ...] = ("false", "f", "no", "n", "0")
 
 
+#: Upper bound for both limits: past this a "record" is a file, and readers hold records whole.
+MAX_LIMIT = 64 * 1024 * 1024
+
+
+class IngestLimits(_Strict):
+    """How large one value and one record may be; larger records are quarantined, not read.
+
+    Set project-wide under ``ingest:`` and per source under ``sources[].ingest:`` (a source's
+    keys override the project's, key by key). The defaults are far above anything the sample
+    world or a typical CRM, shop or analytics export holds, and far below what would let one
+    file exhaust memory or push megabytes of junk into identity resolution and the API.
+    """
+
+    max_field_chars: int = Field(
+        default=4096,
+        ge=1,
+        le=MAX_LIMIT,
+        description="most characters one value may hold (after decoding, before trimming)",
+    )
+    max_row_bytes: int = Field(
+        default=65536,
+        ge=1,
+        le=MAX_LIMIT,
+        description="most bytes one record may take as UTF-8 (a CSV record, a JSON line, or "
+        "a Parquet row's values as text), line ending excluded",
+    )
+
+
+def _check_limits(limits: IngestLimits, where: str, field_limit_set: bool) -> None:
+    """A value limit set above the record limit is a mistake (an unset default is just moot)."""
+    if field_limit_set and limits.max_field_chars > limits.max_row_bytes:
+        raise ValueError(
+            f"{where}: max_field_chars ({limits.max_field_chars}) is larger than max_row_bytes "
+            f"({limits.max_row_bytes}), so no record could hold such a value; raise "
+            "max_row_bytes or lower max_field_chars"
+        )
+
+
 class SourceConfig(_Strict):
     """One delivered data set and how its columns map onto canonical fields."""
 
@@ -202,6 +247,10 @@ class SourceConfig(_Strict):
     identifiers: dict[str, str] = Field(default_factory=dict)
     trust: int = Field(default=100, ge=0, description="survivorship rank; lower wins")
     options: SourceOptions = Field(default_factory=SourceOptions)
+    ingest: IngestLimits = Field(
+        default_factory=IngestLimits,
+        description="limits for this source; keys not set here come from the top-level ingest",
+    )
     description: str = ""
 
     @field_validator("name")
@@ -286,6 +335,7 @@ class CdpConfig(_Strict):
         default=None, description="landing folder, relative to cdp.yml; default CDP_HOME/landing"
     )
     defaults: Defaults = Field(default_factory=Defaults)
+    ingest: IngestLimits = Field(default_factory=IngestLimits)
     sources: list[SourceConfig]
     identity: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, Any] = Field(default_factory=dict)
@@ -297,7 +347,17 @@ class CdpConfig(_Strict):
             if source.name in seen:
                 raise ValueError(f"sources.{index}.name: duplicate source name '{source.name}'")
             seen.add(source.name)
+        project_set = "max_field_chars" in self.ingest.model_fields_set
+        _check_limits(self.ingest, "ingest", project_set)
+        for index, source in enumerate(self.sources):
+            source_set = project_set or "max_field_chars" in source.ingest.model_fields_set
+            _check_limits(self.limits_for(source), f"sources.{index}.ingest", source_set)
         return self
+
+    def limits_for(self, source: SourceConfig) -> IngestLimits:
+        """A source's limits: its own ``ingest`` keys, the project's for those it leaves out."""
+        own = {key: getattr(source.ingest, key) for key in source.ingest.model_fields_set}
+        return self.ingest.model_copy(update=own)
 
     def source(self, name: str) -> SourceConfig:
         """The source called ``name``; KeyError names the known ones."""
@@ -320,6 +380,11 @@ class LoadedConfig:
             return cdp_home / "landing"
         landing = Path(self.config.landing)
         return landing if landing.is_absolute() else (self.path.parent / landing)
+
+    def source_folder(self, source: SourceConfig, cdp_home: Path) -> Path:
+        """The folder a source's glob is read in: the landing folder, or an absolute glob's own."""
+        pattern = Path(source.path)
+        return pattern.parent if pattern.is_absolute() else self.landing_dir(cdp_home)
 
     def source_files(self, source: SourceConfig, cdp_home: Path) -> list[Path]:
         """Files currently matching a source's glob, sorted for a stable ingest order."""

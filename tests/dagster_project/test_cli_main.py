@@ -57,3 +57,24 @@ def test_run_fails_clearly_when_a_source_has_no_files(cdp_home: Path) -> None:
     assert result.exit_code == 1
     assert "products" in result.output
     assert "no file" in result.output.lower() or "no files" in result.output.lower()
+
+
+def test_validate_fails_naming_a_source_whose_glob_matches_nothing(cdp_home: Path) -> None:
+    shutil.rmtree(cdp_home / "landing" / "catalog")
+    result = runner.invoke(app, ["validate", "--config", str(cdp_home / "cdp.yml")])
+
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())  # rich wraps long lines
+    for name in ("products", "price_changes"):
+        assert f"source '{name}': no file matches" in output
+    assert "'catalog/products*.csv'" in output
+    assert f"in {cdp_home / 'landing'}" in output
+    # Everything else it checked is still listed.
+    for name in ("crm", "shop_accounts", "web_events", "orders", "order_lines", "email_events"):
+        assert name in output
+
+
+def test_validate_passes_when_every_source_has_files(cdp_home: Path) -> None:
+    result = runner.invoke(app, ["validate", "--config", str(cdp_home / "cdp.yml")])
+    assert result.exit_code == 0, result.output
+    assert "ingest limits: max_field_chars 4096, max_row_bytes 65536" in result.output

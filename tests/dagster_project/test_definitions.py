@@ -13,6 +13,7 @@ import yaml
 
 from dagster_project.definitions import build_definitions
 from dagster_project.defs.ingest.assets import lake_asset_key
+from dagster_project.defs.ingest.checks import NEW_FILES_CHECK
 from dagster_project.defs.ingest.sensors import landing_changes
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import ConfigError, load_config
@@ -96,7 +97,9 @@ def test_rerun_leaves_lake_and_quarantine_unchanged(settings: PlatformSettings) 
         assert event.materialization.metadata["rows_ingested"].value == 0
 
 
-def test_quarantined_rows_fail_nothing_but_show_in_metadata(settings: PlatformSettings) -> None:
+def test_quarantined_rows_show_in_metadata_and_a_wholly_bad_file_fails_its_check(
+    settings: PlatformSettings,
+) -> None:
     config = load_config(settings.config_path).config
     orders = config.source("orders")
     landing = settings.home / "landing"
@@ -109,13 +112,20 @@ def test_quarantined_rows_fail_nothing_but_show_in_metadata(settings: PlatformSe
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = _materialize_ingest(defs, instance)
-    assert result.success
+    assert result.success  # the run goes on: the other files and sources are fine
     meta = {
         e.asset_key.path[-1]: e.materialization.metadata
         for e in result.get_asset_materialization_events()
     }["orders"]
     assert meta["rows_quarantined"].value >= 1
     assert "unparseable" in meta["quarantine_reasons"].value
+    (check,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "orders" and e.check_name == NEW_FILES_CHECK
+    ]
+    assert not check.passed and check.severity is dg.AssetCheckSeverity.ERROR
+    assert "orders/orders_late_delivery.csv: every row quarantined (1 of 1)" in check.description
 
 
 def test_sensor_requests_ingest_only_for_sources_with_new_files(

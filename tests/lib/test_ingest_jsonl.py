@@ -242,7 +242,7 @@ def test_duplicate_event_id_in_a_file(tmp_path: Path) -> None:
     ingest(loaded, source, workspace)
 
     (row,) = read_quarantine(workspace, "web").to_pylist()
-    assert row["reason"] == "duplicate record key 'e1' (first seen on line 1)"
+    assert row["reason"] == "duplicate record key (first seen on line 1)"
     assert rows_by_id(workspace, "web")["e1"]["event_type"] == "t"
 
 
@@ -264,3 +264,37 @@ def test_empty_jsonl_file_gives_zero_rows(tmp_path: Path, content: bytes) -> Non
 
     assert report.files[0].status is FileStatus.EMPTY
     assert report.rows_read == 0 and read_lake(workspace, "web").num_rows == 0
+
+
+def test_a_key_given_twice_quarantines_the_line_naming_the_key(tmp_path: Path) -> None:
+    source = {**EVENTS, "mapping": {**EVENTS["mapping"], "email": "email"}}
+    content = (
+        b'{"id": "e1", "type": "t", "ts": "2024-03-01T10:00:00Z", "email": "a@x.com"}\n'
+        b'{"id": "e2", "type": "t", "ts": "2024-03-01T10:00:00Z", '
+        b'"email": "a@x.com", "email": "b@y.com"}\n'
+        # the same key spelled with an escape is the same key
+        b'{"id": "e3", "type": "t", "ts": "2024-03-01T10:00:00Z", "em\\u0061il": "a", '
+        b'"email": "b"}\n'
+        # inside an object a mapping reaches into ("utm.source")
+        b'{"id": "e4", "type": "t", "ts": "2024-03-01T10:00:00Z", '
+        b'"utm": {"source": "mail", "source": "ads"}}\n'
+        # inside an object nothing maps: kept whole in passthrough, so nothing is guessed
+        b'{"id": "e5", "type": "t", "ts": "2024-03-01T10:00:00Z", "meta": {"a": 1, "a": 2}}\n'
+    )
+    loaded, source_config, workspace = setup(tmp_path, source, {"web/a.jsonl": content})
+    report = ingest(loaded, source_config, workspace)
+
+    assert set(rows_by_id(workspace, "web")) == {"e1", "e5"}
+    quarantined = {q["_source_line"]: q for q in read_quarantine(workspace, "web").to_pylist()}
+    assert {line: q["reason"] for line, q in quarantined.items()} == {
+        2: "duplicate JSON key 'email': the object holds it more than once, so which value "
+        "counts is a guess",
+        3: "duplicate JSON key 'email': the object holds it more than once, so which value "
+        "counts is a guess",
+        4: "duplicate JSON key 'utm.source': the object holds it more than once, so which "
+        "value counts is a guess",
+    }
+    assert "b@y.com" in quarantined[2]["raw"]  # both values kept for whoever fixes it
+    assert dict(rows_by_id(workspace, "web")["e5"]["passthrough"])["meta"] == '{"a":1,"a":2}'
+    assert report.quarantine_reasons == {"duplicate JSON key": 3}
+    assert (report.rows_read, report.rows_ingested, report.rows_quarantined) == (5, 2, 3)

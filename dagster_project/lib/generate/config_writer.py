@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from dagster_project.lib.config import CdpConfig
+from dagster_project.lib.config import CdpConfig, IngestLimits
 
 #: Globs below the landing folder; each matches only its own source's files.
 SOURCE_GLOBS: dict[str, str] = {
@@ -170,6 +170,8 @@ def sample_config() -> dict[str, Any]:
         "version": 1,
         "landing": "landing",
         "defaults": {"phone_region": "US", "timezone": "UTC"},
+        # Written out (at their defaults) so the limits are found where they are changed.
+        "ingest": IngestLimits().model_dump(),
         "sources": sources,
     }
 
@@ -182,7 +184,8 @@ def write_config(out: Path) -> Path:
     header = (
         "# Written by `cdp generate` for the sample world. Bringing your own data is editing\n"
         "# this file: each source names its files (a glob below `landing`), its kind, its\n"
-        "# record key and which of its columns hold each canonical field.\n"
+        "# record key and which of its columns hold each canonical field. `ingest` bounds\n"
+        "# one value (characters) and one record (bytes); a source may set its own.\n"
     )
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     target.write_text(header + body, encoding="utf-8")

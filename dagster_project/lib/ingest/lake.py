@@ -170,11 +170,21 @@ class Manifest:
         return cls(path=path, source=source, files=files)
 
     def entry(self, sha256: str) -> dict[str, Any] | None:
-        """The entry of the file with this checksum, if ingested."""
-        return next((e for e in self.files if e.get("sha256") == sha256), None)
+        """The entry of the file with this checksum, if ingested (unreadable attempts are not)."""
+        return next((e for e in self.files if e.get("sha256") == sha256 and e.get("part")), None)
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Record one ingested file and write the manifest atomically."""
+        """Record one file's outcome and write the manifest atomically.
+
+        An unreadable file is recorded without a part; its previous unreadable attempt, if any,
+        is replaced, so retrying a broken file every run does not grow the manifest.
+        """
+        self.files = [
+            e
+            for e in self.files
+            if e.get("part")
+            or (e.get("path"), e.get("sha256")) != (entry.get("path"), entry.get("sha256"))
+        ]
         self.files.append(entry)
         write_json_atomic({"source": self.source, "files": self.files}, self.path)
 

@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dagster_project.lib.config import LoadedConfig, SourceConfig
+from dagster_project.lib.config import IngestLimits, LoadedConfig, SourceConfig
 from dagster_project.lib.ingest.errors import IngestError
 from dagster_project.lib.ingest.lake import (
     LakeKeys,
@@ -38,6 +38,10 @@ from dagster_project.lib.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 10
+#: What a preview shows instead of a personal value.
+MASK = "***"
+#: Lineage columns a preview may show; every other column not known to be impersonal is masked.
+_IMPERSONAL_LINEAGE = frozenset({"_source_file", "_source_line", "_file_sha256", "_ingested_at"})
 
 Progress = Callable[[str, int, int], None]
 
@@ -90,9 +94,30 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _preview(table: pa.Table) -> list[dict[str, Any]]:
+def preview_shown_columns(source: SourceConfig) -> frozenset[str]:
+    """Lake columns a preview shows as they are: canonical fields not marked personal, lineage.
+
+    Everything else is masked: identity attributes, URLs, searches and user agents (marked
+    personal in ``KIND_FIELDS``), ``record_id`` (record keys are often emails or account
+    numbers), every named identifier, the passthrough map (unknown columns, so possibly
+    anything) and ``_record_hash`` (a hash of personal values). An allowlist, so a field added
+    later is masked until someone decides it is not personal.
+    """
+    shown = {spec.name for spec in source.fields if not spec.is_personal}
+    return frozenset(shown - set(source.identifiers)) | _IMPERSONAL_LINEAGE
+
+
+def _preview(table: pa.Table, source: SourceConfig) -> list[dict[str, Any]]:
+    """The first rows for the asset page, personal values replaced by ``***`` (nulls kept)."""
+    shown = preview_shown_columns(source)
     rows = table.slice(0, PREVIEW_ROWS).to_pylist()
-    return [{k: _json_safe(v) for k, v in row.items()} for row in rows]
+    return [
+        {
+            k: _json_safe(v) if k in shown or v is None or v in ("", []) else MASK
+            for k, v in r.items()
+        }
+        for r in rows
+    ]
 
 
 def ingest_source(
@@ -102,12 +127,15 @@ def ingest_source(
     *,
     ingested_at: datetime,
     progress: Progress | None = None,
+    run_id: str | None = None,
 ) -> IngestReport:
     """Ingest every landing file of ``source`` that is not in the lake yet.
 
     Files are handled in sorted order; each file's quarantine file, part and manifest entry are
     written in that order (the part is the commit point), so an interrupted run resumes cleanly.
     ``progress(path, files_done, files_total)`` is called before each file and once at the end.
+    ``run_id`` (the orchestrator's run) is stamped on each manifest entry, so a check can judge
+    the files one run brought; unreadable files get an entry too (without a part: retried).
     """
     if ingested_at.tzinfo is None:
         raise ValueError("ingested_at must be timezone-aware")
@@ -116,7 +144,7 @@ def ingest_source(
     landing = loaded.landing_dir(workspace.home)
     files = loaded.source_files(source, workspace.home)
     if not files:
-        folder = Path(source.path).parent if Path(source.path).is_absolute() else landing
+        folder = loaded.source_folder(source, workspace.home)
         raise IngestError(
             f"source '{source.name}': no file matches '{source.path}' in {folder}; deliver the "
             f"source's files there or fix sources.{source.name}.path in {loaded.path}"
@@ -135,7 +163,8 @@ def ingest_source(
     ):
         con.execute("set TimeZone = " + "'" + time_zone.replace("'", "''") + "'")
         con.execute("set preserve_insertion_order = true")
-        run = _SourceRun(source, con, writer, lake_dir, quarantine_dir, ingested_at)
+        limits = loaded.config.limits_for(source)
+        run = _SourceRun(source, con, writer, lake_dir, quarantine_dir, ingested_at, limits, run_id)
         try:
             for done, path in enumerate(files):
                 display = _display_path(path, landing)
@@ -146,7 +175,7 @@ def ingest_source(
                 report.quarantine_reasons.update(outcome.quarantine_kinds)
                 if outcome.preview_table is not None and len(report.preview) < PREVIEW_ROWS:
                     room = PREVIEW_ROWS - len(report.preview)
-                    report.preview += _preview(outcome.preview_table)[:room]
+                    report.preview += _preview(outcome.preview_table, source)[:room]
                 _log(source.name, outcome.file)
         finally:
             run.flush()
@@ -157,7 +186,7 @@ def ingest_source(
     if not report.preview:
         parts = part_files(lake_dir)
         if parts:
-            report.preview = _preview(pq.read_table(parts[0]))
+            report.preview = _preview(pq.read_table(parts[0]), source)
     return report
 
 
@@ -198,6 +227,8 @@ class _SourceRun:
         lake_dir: Path,
         quarantine_dir: Path,
         ingested_at: datetime,
+        limits: IngestLimits,
+        run_id: str | None = None,
     ) -> None:
         self.source = source
         self.con = con
@@ -205,6 +236,8 @@ class _SourceRun:
         self.lake_dir = lake_dir
         self.quarantine_dir = quarantine_dir
         self.ingested_at = ingested_at
+        self.run_id = run_id
+        self.limits = limits
         self.manifest = Manifest.load(lake_dir, source.name)
         self.keys = LakeKeys(con, part_files(lake_dir))
         self.dictionary_columns = dictionary_columns(source)
@@ -225,7 +258,7 @@ class _SourceRun:
         except OSError as exc:
             logger.warning("ingest %s: cannot read %s: %s", self.source.name, path, exc)
             reason = f"cannot read the file ({exc.strerror or exc})"
-            return _FileOutcome(FileResult(display, "", FileStatus.UNREADABLE, reason=reason))
+            return self._unreadable(FileResult(display, "", FileStatus.UNREADABLE, reason=reason))
         sha256 = hashlib.sha256(data).hexdigest()
         name = part_name(sha256)
         earlier = self.manifest.entry(sha256)
@@ -237,12 +270,14 @@ class _SourceRun:
         source = self.source
         try:
             batch = read_records(
-                data, source.format, source.options, self.con, source.mapped_columns()
+                data, source.format, source.options, self.con, source.mapped_columns(), self.limits
             )
         except UnreadableFileError as exc:
             logger.warning("ingest %s: %s is unreadable: %s", source.name, display, exc)
-            return _FileOutcome(FileResult(display, sha256, FileStatus.UNREADABLE, reason=str(exc)))
-        validated = validate(batch, source, self.con, Lineage(display, sha256, self.ingested_at))
+            file = FileResult(display, sha256, FileStatus.UNREADABLE, reason=str(exc))
+            return self._unreadable(file)
+        lineage = Lineage(display, sha256, self.ingested_at)
+        validated = validate(batch, source, self.con, lineage, self.limits)
         is_new = self.keys.new_rows(validated.table)
         table = validated.table if is_new.false_count == 0 else validated.table.filter(is_new)
         self.keys.add(table)
@@ -261,22 +296,35 @@ class _SourceRun:
         )
         if not file.is_balanced():  # a bug, not bad data: say so loudly rather than lose rows
             logger.error("ingest %s %s: counts do not balance: %s", source.name, display, file)
-        entry = {
-            "path": display,
-            "sha256": sha256,
-            "status": status.value,
-            "rows_read": file.rows_read,
-            "rows_ingested": file.rows_ingested,
-            "rows_quarantined": file.rows_quarantined,
-            "rows_duplicate": file.rows_duplicate,
-            "part": name,
-            "quarantine": name if validated.quarantine.num_rows else None,
-            "ingested_at": self.ingested_at.isoformat(),
-        }
+        entry = self._entry(file, part=name)
+        entry["quarantine"] = name if validated.quarantine.num_rows else None
         self.flush()
         self.pending = self.writer.submit(self._commit, table, validated.quarantine, entry)
         preview = table if table.num_rows else None
         return _FileOutcome(file, validated.quarantine_kinds, preview)
+
+    def _entry(self, file: FileResult, part: str | None) -> dict[str, Any]:
+        """The manifest entry of one file in this run."""
+        return {
+            "path": file.path,
+            "sha256": file.sha256,
+            "status": file.status.value,
+            "rows_read": file.rows_read,
+            "rows_ingested": file.rows_ingested,
+            "rows_quarantined": file.rows_quarantined,
+            "rows_duplicate": file.rows_duplicate,
+            "part": part,
+            "quarantine": None,
+            "reason": file.reason,
+            "ingested_at": self.ingested_at.isoformat(),
+            "run_id": self.run_id,
+        }
+
+    def _unreadable(self, file: FileResult) -> _FileOutcome:
+        """Record the attempt (no part, so the file is retried) for the checks to judge."""
+        self.flush()
+        self.pending = self.writer.submit(self.manifest.add, self._entry(file, part=None))
+        return _FileOutcome(file)
 
     def _commit(self, table: pa.Table, quarantine: pa.Table, entry: dict[str, Any]) -> None:
         """Quarantine first, then the part (the commit point), then the manifest."""

@@ -2,6 +2,10 @@
 
 Work is done a whole column at a time (pyarrow for cleaning, one DuckDB query for joins, casts
 and hashes); Python only loops over the rows that fail, to write their reasons.
+
+Reasons name the column or field and the problem, never the value: they are counted into asset
+metadata, checks and logs, and a value may be an email or a name. The raw record is kept next
+to its reason in the quarantine file, which is as private as the lake.
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.lib.config import ColumnRef, FieldSpec, FieldType, SourceConfig
+from dagster_project.lib.config import (
+    ColumnRef,
+    FieldSpec,
+    FieldType,
+    IngestLimits,
+    SourceConfig,
+)
 from dagster_project.lib.ingest.lake import (
     QUARANTINE_SCHEMA,
     UTC_TIMESTAMP,
     lake_schema,
 )
-from dagster_project.lib.ingest.readers import RawBatch
-
-_VALUE_LIMIT = 100
+from dagster_project.lib.ingest.limits import RECORD_TOO_LARGE, field_problems
+from dagster_project.lib.ingest.readers import DEFAULT_LIMITS, DUPLICATE_COLUMN, RawBatch
 
 
 @dataclass(frozen=True)
@@ -47,12 +56,6 @@ class Validated:
 
 def _quote_sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _show(value: str) -> str:
-    if len(value) > _VALUE_LIMIT:
-        value = value[:_VALUE_LIMIT] + "..."
-    return f"'{value}'"
 
 
 def _columns_of(ref: ColumnRef) -> list[str]:
@@ -223,19 +226,29 @@ def _constant(value: str, n: int) -> pa.Array:
 
 
 def validate(
-    batch: RawBatch, source: SourceConfig, con: duckdb.DuckDBPyConnection, lineage: Lineage
+    batch: RawBatch,
+    source: SourceConfig,
+    con: duckdb.DuckDBPyConnection,
+    lineage: Lineage,
+    limits: IngestLimits = DEFAULT_LIMITS,
 ) -> Validated:
     """Split a batch into typed lake rows and quarantined rows with reasons.
 
     ``con`` must have its TimeZone set to the source's default time zone: naive timestamps are
-    read in it.
+    read in it. Every column, mapped or passthrough, is held to ``limits``.
     """
     n = batch.num_rows
     schema = lake_schema(source)
     entries: list[tuple[int, str, str, str]] = [
         (r.line, r.kind, r.reason, r.raw) for r in batch.rejected
     ]
-    problem = batch.problem or _missing_columns(batch, source)
+    missing = _missing_columns(batch, source)
+    problem = batch.problem or missing
+    no_key = any(column not in batch.columns for column in source.record_key_columns)
+    if missing and no_key and problem[0] == DUPLICATE_COLUMN:
+        # Likely no header row at all: the duplicated "name" would be a value, so keep it out
+        # of the reason (it reaches metadata) and say which columns are missing instead.
+        problem = missing
     if problem is not None or n == 0:
         if problem is not None:  # a file-level problem: every row, so the counts still balance
             kind, reason = problem
@@ -279,8 +292,17 @@ def validate(
     result = result.combine_chunks()
 
     failures = _Failures(n)
-    for row, (kind, reason) in batch.row_errors.items():
-        failures.add(row, kind, reason)
+    too_large: set[int] = set()
+    for row, errors in batch.row_errors.items():
+        for kind, reason in errors:
+            failures.add(row, kind, reason)
+            if kind == RECORD_TOO_LARGE:
+                too_large.add(row)
+    named = source.mapped_columns()
+    for row, problems in sorted(field_problems(batch.columns, limits, named).items()):
+        for kind, reason in problems:
+            if row not in too_large or not kind.endswith("value too long"):
+                failures.add(row, kind, reason)
     record_id = (
         result.column("record_id").chunk(0) if result.num_rows else pa.array([], pa.string())
     )
@@ -316,7 +338,7 @@ def validate(
             failures.add(
                 int(row),
                 f"{target}: unparseable {spec.type.value}",
-                f"{target}: unparseable {spec.type.value} {_show(text[row].as_py())}{hint}",
+                f"{target}: unparseable {spec.type.value}{hint}",
             )
 
     # A record key seen twice in one file: the later occurrence is the suspicious one.
@@ -326,8 +348,7 @@ def validate(
         failures.add(
             row,
             "duplicate record key",
-            f"duplicate record key {_show(record_id[row].as_py())} "
-            f"(first seen on line {int(batch.lines[first])})",
+            f"duplicate record key (first seen on line {int(batch.lines[first])})",
         )
 
     for row in sorted(failures.reasons):
