@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api.snapshot import Snapshot, SnapshotManager
+from api.transport import register_metrics
 
 LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.0005,
@@ -124,6 +125,8 @@ class ApiMetrics:
             "Times this process switched to a newly published snapshot.",
             registry=target,
         )
+        # the connections cdp serve's transport closed (api/transport.py), single process
+        register_metrics(self.registry)
         self._labels: set[str] = set()
         # Labelled children by label values: ``labels()`` hashes and locks on every call.
         # Bounded: paths and operation labels are, status codes and statuses are few.

@@ -38,12 +38,19 @@ def serve(
 ) -> None:
     """Serve the GraphQL API (/graphql, /health, /metrics) from the published snapshot."""
     import uvicorn
+    from pydantic import ValidationError
 
     from api.security import KeyFileError, load_keys_file
     from api.settings import ApiSettings
+    from api.transport import TransportSettings, protocol_factory, settings_error
 
     os.environ.update(_settings_env(home))
     settings = ApiSettings()
+    try:
+        transport = TransportSettings()
+    except ValidationError as exc:
+        console.print(f"[red]{settings_error(exc)}[/red]")
+        raise typer.Exit(2) from exc
     host = host or settings.api_host
     port = port or settings.api_port
     workers = workers or settings.api_workers
@@ -67,6 +74,12 @@ def serve(
         f"GraphQL API on http://{host}:{port}/graphql  (health: /health, metrics: /metrics, "
         f"{workers} worker(s), snapshots from {settings.serving_dir})"
     )
+    console.print(
+        f"limits per connection: headers in {transport.header_timeout_seconds:g}s "
+        f"(<= {transport.max_header_bytes} bytes), body in {transport.body_timeout_seconds:g}s, "
+        f"idle keep-alive {transport.keep_alive_timeout_seconds:g}s; "
+        f"{transport.max_concurrency} connections per worker"
+    )
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -74,7 +87,13 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with head and body deadlines and head size limits
+        # (api/transport.py); a picklable factory, so spawned workers get the same settings
+        http=protocol_factory(transport),  # type: ignore[arg-type]
+        ws="none",  # the API has no WebSocket endpoint: an Upgrade header is plain HTTP
+        limit_concurrency=transport.max_concurrency,
+        backlog=transport.backlog,
+        timeout_keep_alive=transport.keep_alive_timeout_seconds,
         access_log=access_log,
         log_level=log_level,
         timeout_graceful_shutdown=10,

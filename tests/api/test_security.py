@@ -275,9 +275,7 @@ def test_another_customers_record_is_audited_against_that_customer(
     query = """{ customer(id: "cus_0005") { identity { records { recordId evidence {
         isAccepted otherRecord { recordId customerId } } } } } }"""
     records = api.gql(query, key="pii")["data"]["customer"]["identity"]["records"]
-    others = [
-        e["otherRecord"] for r in records for e in r["evidence"] if not e["isAccepted"]
-    ]
+    others = [e["otherRecord"] for r in records for e in r["evidence"] if not e["isAccepted"]]
     assert others == [{"recordId": "6", "customerId": "cus_0006"}]
     lines = {a["customer_id"]: a["fields"] for a in audit_lines(tmp_path / "audit")}
     assert lines["cus_0006"] == ["LinkedRecord.recordId"]
