@@ -1,0 +1,1 @@
+"""The serving snapshot format (filled in by the architecture work)."""
