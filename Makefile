@@ -60,8 +60,8 @@ ui: venv keys
 # dbt by hand, against the same warehouse and vars Dagster uses (`make dbt-build`).
 dbt-build: venv
 	@set -euo pipefail; \
-	eval "$$($(BIN)/python -m dagster_project.defs.dbt.project env)"; \
-	vars="$$($(BIN)/python -m dagster_project.defs.dbt.project vars)"; \
+	eval "$$($(BIN)/cdp dbt env)"; \
+	vars="$$($(BIN)/cdp dbt vars)"; \
 	cd dbt && $(abspath $(BIN))/dbt build --profiles-dir . --vars "$$vars"
 
 demo: generate run ui

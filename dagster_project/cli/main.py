@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dagster_project.cli.dbt import app as dbt_app
 from dagster_project.cli.identity import app as identity_app
 from dagster_project.cli.serve import api_key_app, serve
 from dagster_project.lib.config import ConfigError, IngestLimits, load_config
@@ -176,5 +177,6 @@ def run(
 
 
 app.add_typer(identity_app, name="identity", help="Resolve and evaluate identities on files.")
+app.add_typer(dbt_app, name="dbt", help="The environment and vars of a hand-run dbt build.")
 app.command()(serve)
 app.add_typer(api_key_app, name="api-key", help="Create and list API keys.")

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from dagster_project.defs.dbt.assets import build_dbt_assets, dbt_cli_resource
-from dagster_project.defs.dbt.project import behavioural_clusters_path, dbt_project
+from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.dbt.translator import BEHAVIOURAL_CLUSTERS_KEY, dbt_asset_key
 from dagster_project.defs.ingest.assets import build_ingest_assets, lake_asset_key
 from dagster_project.defs.resources import CdpResource
 from dagster_project.defs.segments.assets import behavioural_clusters
+from dagster_project.lib.dbt_project import behavioural_clusters_path
 
 
 def _load_tiny_world():  # the builder lives with the dbt tests; load it by path

@@ -22,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dagster_project.defs.dbt.project import DBT_PROJECT_DIR, dbt_environment, dbt_vars
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType
+from dagster_project.lib.dbt_project import DBT_PROJECT_DIR, dbt_environment, dbt_vars
 from dagster_project.lib.workspace import Workspace
 
 AS_OF = date(2025, 6, 30)

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_project.defs.segments.assets import cluster_metadata, write_clusters
-from dagster_project.defs.segments.clustering import (
+from dagster_project.lib.clustering import (
     MIN_CUSTOMERS,
     SEGMENT_PREFIX,
     cluster_customers,

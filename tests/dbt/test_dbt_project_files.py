@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagster_project.defs.dbt.project import (
+from dagster_project.lib.config import (
+    KIND_FIELDS,
+    LINEAGE_COLUMNS,
+    CdpConfig,
+    FieldType,
+    SourceKind,
+)
+from dagster_project.lib.dbt_project import (
     DBT_PROJECT_DIR,
     dbt_environment,
     dbt_vars,
@@ -18,13 +25,6 @@ from dagster_project.defs.dbt.project import (
     project_fingerprint,
     reuse_partial_parse,
     segment_model_names,
-)
-from dagster_project.lib.config import (
-    KIND_FIELDS,
-    LINEAGE_COLUMNS,
-    CdpConfig,
-    FieldType,
-    SourceKind,
 )
 from dagster_project.lib.workspace import Workspace
 

@@ -20,18 +20,17 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from dagster_project.defs.dbt.project import (
-    dbt_environment,
-    dbt_executable,
-    dbt_project,
-    dbt_vars,
-    environment,
-    prepare_manifest,
-    reuse_partial_parse,
-)
+from dagster_project.defs.dbt.project import dbt_project, prepare_manifest
 from dagster_project.defs.dbt.translator import CdpTranslator
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import CdpConfig
+from dagster_project.lib.dbt_project import (
+    dbt_environment,
+    dbt_executable,
+    dbt_vars,
+    environment,
+    reuse_partial_parse,
+)
 
 #: dbt selection of the models that read the behavioural clusters (the second stage).
 AFTER_CLUSTERS_SELECTION = "source:clusters+"

@@ -2,51 +2,21 @@
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
-import os
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from dagster_project.defs.dbt.project import behavioural_clusters_path
 from dagster_project.defs.dbt.translator import BEHAVIOURAL_CLUSTERS_KEY, dbt_asset_key
 from dagster_project.defs.resources import CdpResource
-from dagster_project.defs.segments.clustering import TRAIT_COLUMNS, ClusterResult, cluster_customers
-from dagster_project.lib.markdown import markdown_table
-
-CLUSTERS_SCHEMA = pa.schema(
-    [
-        pa.field("customer_id", pa.string()),
-        pa.field("segment", pa.string()),
-        pa.field("description", pa.string()),
-    ]
+from dagster_project.lib.clustering import (
+    ClusteringInputError,
+    ClusterResult,
+    cluster_customers,
+    read_traits,
+    write_clusters,
 )
-
-
-def read_traits(warehouse: Path) -> pd.DataFrame:
-    """customer_traits from the warehouse, read-only (dbt is not writing during this step)."""
-    if not warehouse.exists():
-        raise dg.Failure(
-            description=f"no warehouse at {warehouse}: materialize the dbt models first"
-        )
-    columns = ", ".join(TRAIT_COLUMNS)
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        return connection.sql(f"select {columns} from customer_traits order by customer_id").df()
-
-
-def write_clusters(assignments: pd.DataFrame, path: Path) -> None:
-    """Atomically replace the clusters Parquet (an empty file when clustering was skipped)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(
-        assignments[list(CLUSTERS_SCHEMA.names)], schema=CLUSTERS_SCHEMA, preserve_index=False
-    )
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+from dagster_project.lib.dbt_project import behavioural_clusters_path
+from dagster_project.lib.markdown import markdown_table
 
 
 def cluster_metadata(result: ClusterResult, path: Path) -> dict[str, dg.MetadataValue | int | str]:
@@ -92,7 +62,10 @@ def behavioural_clusters(
 ) -> dg.MaterializeResult:
     """Cluster the customers of the current customer_traits and write the membership file."""
     workspace = cdp.workspace()
-    traits = read_traits(workspace.warehouse)
+    try:
+        traits = read_traits(workspace.warehouse)
+    except ClusteringInputError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     result = cluster_customers(traits)
     path = behavioural_clusters_path(workspace)
     write_clusters(result.assignments, path)

@@ -1,18 +1,25 @@
 """Behavioural clusters: k-means on standardized RFM and engagement features, named from centroids.
 
-Pure functions over a pandas frame of ``customer_traits`` rows, so the asset stays orchestration
-only and tests can cluster constructed data directly.
+Pure functions over a pandas frame of ``customer_traits`` rows, plus the step's reading of the
+warehouse and writing of the membership file, so the asset stays orchestration only and tests
+can cluster constructed data directly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
@@ -279,3 +286,36 @@ def _profiles(active: pd.DataFrame, features: pd.DataFrame, labels: np.ndarray) 
         *[c for c in profiles.columns if c not in ("cluster", "segment")],
     ]
     return profiles[columns]
+
+
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("segment", pa.string()),
+        pa.field("description", pa.string()),
+    ]
+)
+
+
+class ClusteringInputError(RuntimeError):
+    """The warehouse the clustering reads is missing; the message says what to run."""
+
+
+def read_traits(warehouse: Path) -> pd.DataFrame:
+    """customer_traits from the warehouse, read-only (dbt is not writing during this step)."""
+    if not warehouse.exists():
+        raise ClusteringInputError(f"no warehouse at {warehouse}: materialize the dbt models first")
+    columns = ", ".join(TRAIT_COLUMNS)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return connection.sql(f"select {columns} from customer_traits order by customer_id").df()
+
+
+def write_clusters(assignments: pd.DataFrame, path: Path) -> None:
+    """Atomically replace the clusters Parquet (an empty file when clustering was skipped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(
+        assignments[list(CLUSTERS_SCHEMA.names)], schema=CLUSTERS_SCHEMA, preserve_index=False
+    )
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
