@@ -1,215 +1,43 @@
-"""Serving snapshots: the on-disk format, the CURRENT pointer, leases, and live switching.
+"""Live serving: the opened snapshot and the manager that follows serving/CURRENT.
 
-Layout under ``CDP_HOME/serving``::
-
-    CURRENT                   the id of the snapshot to serve (replaced atomically)
-    <snapshot_id>/            one published snapshot, never modified after publishing
-        manifest.json         id, creation time, tables and row counts, size, identity settings
-        snapshot.sqlite       the marts + identity explanations, indexed on every lookup key
-    .leases/<host>-<pid>.json which snapshots a running API process still holds open
-
-The publisher (``dagster_project.lib.publish``) writes a new folder, verifies it and replaces
-CURRENT; it never deletes a snapshot that CURRENT names or that a fresh lease names. The API
-polls CURRENT with a ``stat`` (cheap), opens a new snapshot read-only, swaps it in, and closes
-the old one only when the last request that acquired it releases it, so a switch never breaks a
-request in flight. The API never opens the dbt warehouse.
+The format (layout, manifest, tables, CURRENT and leases) is ``snapshots``; this module is the
+API's side of it. The publisher (``dagster_project.lib.publish``) writes a new folder, verifies
+it and replaces CURRENT; it never deletes a snapshot that CURRENT names or that a fresh lease
+names. The API polls CURRENT with a ``stat`` (cheap), opens a new snapshot read-only, swaps it
+in, and closes the old one only when the last request that acquired it releases it, so a switch
+never breaks a request in flight. The API never opens the dbt warehouse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any
 
 from api.repositories.database import SnapshotDatabase
-from identity.normalize import Normalizer
-from identity.settings import IdentitySettings
+from identity import IdentitySettings, Normalizer
+from snapshots import (
+    CURRENT_FILE,
+    LEASE_REFRESH_SECONDS,
+    NORMALIZATION_SETTINGS,
+    SnapshotError,
+    SnapshotManifest,
+    read_current,
+    read_manifest,
+    remove_lease,
+    snapshot_folder,
+    write_lease,
+)
 
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION: Final[int] = 1
-CURRENT_FILE: Final[str] = "CURRENT"
-MANIFEST_FILE: Final[str] = "manifest.json"
-DATABASE_FILE: Final[str] = "snapshot.sqlite"
-LEASES_DIR: Final[str] = ".leases"
-#: Snapshot ids are folder names: no separators, no leading dot, nothing to traverse with.
-SNAPSHOT_ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,127}$")
-#: Identity settings that decide how a lookup value is normalized (copied into the manifest).
-NORMALIZATION_SETTINGS: Final[tuple[str, ...]] = (
-    "phone_default_region",
-    "blocklist",
-    "use_default_blocklist",
-)
-#: How often a server re-touches its lease while nothing changes.
-LEASE_REFRESH_SECONDS: Final[float] = 10.0
-
-
-class SnapshotError(RuntimeError):
-    """A snapshot is missing, unreadable or of an unknown format; the message says which."""
-
-
-class SnapshotManifest(BaseModel):
-    """What a snapshot holds; written last by the publisher, read first by the API."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    format_version: int
-    snapshot_id: str
-    created_at: datetime
-    as_of: date | None = None
-    warehouse: str
-    database: str = DATABASE_FILE
-    tables: dict[str, int]
-    columns: dict[str, dict[str, str]]
-    identifier_types: list[str]
-    size_bytes: int
-    build_seconds: float
-    identity_settings: dict[str, Any]
-
-
-def is_valid_snapshot_id(snapshot_id: str) -> bool:
-    """Whether ``snapshot_id`` can name a folder under serving/ safely."""
-    return bool(SNAPSHOT_ID_PATTERN.match(snapshot_id))
-
-
-def snapshot_folder(serving_dir: Path, snapshot_id: str) -> Path:
-    """The folder of one snapshot; refuses ids that could escape serving/."""
-    if not is_valid_snapshot_id(snapshot_id):
-        raise SnapshotError(f"'{snapshot_id}' is not a valid snapshot id")
-    return Path(serving_dir) / snapshot_id
-
-
-def read_current(serving_dir: Path) -> str | None:
-    """The snapshot id CURRENT names, or None before the first publish."""
-    try:
-        text = (Path(serving_dir) / CURRENT_FILE).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    if not is_valid_snapshot_id(text):
-        raise SnapshotError(f"{Path(serving_dir) / CURRENT_FILE}: '{text}' is not a snapshot id")
-    return text
-
-
-def write_current(serving_dir: Path, snapshot_id: str) -> None:
-    """Point CURRENT at ``snapshot_id`` atomically (temp file, fsync, rename)."""
-    folder = snapshot_folder(serving_dir, snapshot_id)
-    if not (folder / MANIFEST_FILE).is_file():
-        raise SnapshotError(f"{folder}: no {MANIFEST_FILE}; refusing to point CURRENT at it")
-    tmp = Path(serving_dir) / f".{CURRENT_FILE}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(snapshot_id + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, Path(serving_dir) / CURRENT_FILE)
-
-
-def read_manifest(folder: Path) -> SnapshotManifest:
-    """The manifest of a snapshot folder; SnapshotError names the file and the problem."""
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest = SnapshotManifest.model_validate_json(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise SnapshotError(f"{path}: missing (an unfinished or deleted snapshot)") from exc
-    except ValidationError as exc:
-        raise SnapshotError(f"{path}: invalid manifest: {exc}") from exc
-    if manifest.format_version != FORMAT_VERSION:
-        raise SnapshotError(
-            f"{path}: format version {manifest.format_version}, this API reads "
-            f"{FORMAT_VERSION}; republish with the matching platform version"
-        )
-    return manifest
-
-
-def list_snapshots(serving_dir: Path) -> list[str]:
-    """Ids of the published snapshot folders (those with a manifest), oldest first."""
-    serving_dir = Path(serving_dir)
-    if not serving_dir.is_dir():
-        return []
-    ids = [
-        p.name
-        for p in serving_dir.iterdir()
-        if p.is_dir() and is_valid_snapshot_id(p.name) and (p / MANIFEST_FILE).is_file()
-    ]
-    return sorted(ids)
-
-
-# --- leases -------------------------------------------------------------------------------
-
-
-def _lease_path(serving_dir: Path) -> Path:
-    return Path(serving_dir) / LEASES_DIR / f"{socket.gethostname()}-{os.getpid()}.json"
-
-
-def write_lease(serving_dir: Path, snapshot_ids: Iterable[str]) -> Path:
-    """Tell publishers which snapshots this process holds open (rewritten atomically)."""
-    path = _lease_path(serving_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "snapshots": sorted(set(snapshot_ids)),
-        "updated_at": datetime.now(UTC).isoformat(),
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def remove_lease(serving_dir: Path) -> None:
-    """Drop this process's lease (on shutdown)."""
-    with contextlib.suppress(FileNotFoundError):
-        _lease_path(serving_dir).unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def leased_snapshots(serving_dir: Path, ttl_seconds: float) -> set[str]:
-    """Snapshot ids named by a lease touched within ``ttl_seconds`` by a live process.
-
-    Leases of dead processes on this host are removed; unreadable leases are ignored (a reader
-    that crashed mid-write renews within LEASE_REFRESH_SECONDS).
-    """
-    folder = Path(serving_dir) / LEASES_DIR
-    if not folder.is_dir():
-        return set()
-    held: set[str] = set()
-    now = time.time()
-    host = socket.gethostname()
-    for path in folder.glob("*.json"):
-        try:
-            age = now - path.stat().st_mtime
-            body = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if body.get("host") == host and not _pid_alive(int(body.get("pid", -1))):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            continue
-        if age <= ttl_seconds:
-            held.update(str(s) for s in body.get("snapshots", []))
-    return held
 
 
 # --- an opened snapshot -------------------------------------------------------------------

@@ -5,10 +5,10 @@ Usage::
     python benchmarks/bench_api.py [--persons 100000] [--home DIR] [--duration 20] [--repeats 5]
 
 Without ``--home`` it builds a synthetic warehouse with the marts' contract schemas (read from
-``dbt/models/marts/_marts__models.yml``) and identity Parquet for ``--persons`` customers (six
-identifiers, twenty events, a few segments each), publishes it with the real publish step and
-serves it with ``cdp serve``. With ``--home`` it serves that CDP_HOME's published snapshot
-(e.g. one built by ``cdp run`` from a generated world).
+every YAML under ``dbt/models/marts/``, the serving marts included) for ``--persons`` customers
+(six identifiers, three identity records, twenty events, a few segments each), publishes it
+with the real publish step and serves it with ``cdp serve``. With ``--home`` it serves that
+CDP_HOME's published snapshot (e.g. one built by ``cdp run`` from a generated world).
 
 Runs with wrk (Debian package ``wrk``) and a Lua script that rotates 20,000 emails:
 
@@ -48,16 +48,15 @@ from typing import Any
 
 import duckdb
 import httpx
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from api.security import create_key  # noqa: E402
-from api.snapshot import read_current, read_manifest, snapshot_folder  # noqa: E402
 from dagster_project.lib.publish import publish_snapshot  # noqa: E402
+from snapshots import read_current, read_manifest, snapshot_folder  # noqa: E402
+from tests.support.marts import mart_columns  # noqa: E402
 
-CONTRACT = REPO / "dbt" / "models" / "marts" / "_marts__models.yml"
 EMAILS_IN_ROTATION = 20_000
 SUSTAINED_RATE = 200
 P99_TARGET_MS = 10.0
@@ -181,6 +180,50 @@ _EXPRESSIONS: dict[str, dict[str, str]] = {
         "built_at": "timestamptz '2025-06-30 23:00:00+00'",
     },
 }
+_IDENTIFIER_VALUE = (
+    "case kind when 'email' then 'person' || i || '@shopmail.com' "
+    "when 'phone' then '+1415' || lpad(cast(2000000 + i % 7000000 as varchar), 7, '0') "
+    "when 'account_id' then 'ACC-' || i when 'loyalty_id' then printf('L%08d', i) "
+    "else 'ck_' || i end"
+)
+_RECORD_ID = (
+    "case {side} when 'crm' then cast(i as varchar) when 'shop' then 'ACC-' || i "
+    "else 'cookie:ck_' || i end"
+)
+# The serving marts, as dbt derives them from identity's outputs: three records per customer
+# (crm, shop, a web cookie) joined by two rule edges, listed from both ends; no merges.
+_EXPRESSIONS.update(
+    {
+        "identifier_lookup": {
+            "identifier_type": "kind",
+            "identifier_value": _IDENTIFIER_VALUE,
+            "customer_id": "printf('cus_%08d', i)",
+            "customer_count": "1",
+        },
+        "identity_records": {
+            "record_uid": "side || ':' || i",
+            "customer_id": "printf('cus_%08d', i)",
+            "source": "side",
+            "record_id": _RECORD_ID.format(side="side"),
+            "cluster_size": "3",
+        },
+        "identity_evidence": {
+            "customer_id": "printf('cus_%08d', i)",
+            "record_uid": "mine || ':' || i",
+            "other_record_uid": "other || ':' || i",
+            "other_customer_id": "printf('cus_%08d', i)",
+            "other_source": "other",
+            "other_record_id": _RECORD_ID.format(side="other"),
+            "evidence_type": "'rule'",
+            "rule": "'same_' || kind",
+            "identifier_type": "kind",
+            "match_probability": "1.0",
+            "details": """case kind when 'email' then '{"value":"p***@shopmail.com"}' """
+            """else '{"value":"AC***"}' end""",
+            "is_accepted": "true",
+        },
+    }
+)
 _SEGMENT_VALUES = ", ".join(f"('{name}', {mod})" for name, mod in SEGMENTS.items())
 _SOURCES: dict[str, str] = {
     "customers": "range({n}) t(i)",
@@ -193,21 +236,22 @@ _SOURCES: dict[str, str] = {
     "where i % modulus = 0",
     "segment_membership_history": "range({n}) t(i), (values " + _SEGMENT_VALUES + ") "
     "s(segment, modulus) where i % modulus = 0",
+    "identifier_lookup": "range({n}) t(i), (values ('email'), ('phone'), ('account_id'), "
+    "('loyalty_id'), ('cookie_id')) v(kind)",
+    "identity_records": "range({n}) t(i), (values ('crm'), ('shop'), ('web')) r(side)",
+    "identity_evidence": "range({n}) t(i), (values ('crm', 'shop', 'email'), "
+    "('shop', 'crm', 'email'), ('shop', 'web', 'account_id'), ('web', 'shop', 'account_id')) "
+    "e(mine, other, kind)",
 }
 
 
-def _contract() -> dict[str, list[tuple[str, str]]]:
-    models = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))["models"]
-    return {m["name"]: [(c["name"], c["data_type"]) for c in m["columns"]] for m in models}
-
-
 def build_synthetic_home(home: Path, persons: int) -> None:
-    """A warehouse with every mart (contract schemas) and the identity Parquet."""
+    """A warehouse with every mart the snapshot declares (contract schemas)."""
     home.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     try:
         con.execute("set TimeZone = 'UTC'")
-        for table, columns in _contract().items():
+        for table, columns in mart_columns().items():
             expressions = _EXPRESSIONS.get(table, {})
             select = ", ".join(
                 f"cast({expressions.get(name, 'null')} as {data_type}) as {name}"
@@ -228,31 +272,6 @@ def build_synthetic_home(home: Path, persons: int) -> None:
                 con.execute(f"create table {table} as select {select} where false")
                 continue
             con.execute(f"create table {table} as select {select} from {source.format(n=persons)}")
-    finally:
-        con.close()
-    identity = home / "lake" / "identity"
-    identity.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    try:
-        con.execute(
-            f"""copy (select 'crm:' || i as record_uid, 'crm' as source, cast(i as varchar)
-                as record_id, printf('cus_%08d', i) as customer_id, 3 as cluster_size
-            from range({persons}) t(i)
-            union all select 'shop:' || i, 'shop', 'ACC-' || i, printf('cus_%08d', i), 3
-            from range({persons}) t(i)
-            union all select 'web:' || i, 'web', 'cookie:ck_' || i, printf('cus_%08d', i), 3
-            from range({persons}) t(i)) to '{identity / "identity_map.parquet"}'"""
-        )
-        con.execute(
-            f"""copy (select 'crm:' || i as record_uid_l, 'shop:' || i as record_uid_r,
-                'rule' as evidence_type, 'same_email' as rule, 'email' as identifier_type,
-                1.0 as match_probability, cast(null as double) as match_weight,
-                '{{"value":"p***@shopmail.com"}}' as details, true as is_accepted,
-                cast(null as varchar) as rejected_reason from range({persons}) t(i)
-            union all select 'shop:' || i, 'web:' || i, 'rule', 'same_account_id',
-                'account_id', 1.0, null, '{{"value":"AC***"}}', true, null
-            from range({persons}) t(i)) to '{identity / "identity_edges.parquet"}'"""
-        )
     finally:
         con.close()
 
@@ -509,9 +528,7 @@ def main() -> int:
                 f"{time.perf_counter() - started:.1f}s",
                 flush=True,
             )
-            result = publish_snapshot(
-                home / "warehouse.duckdb", home / "serving", home / "lake" / "identity"
-            )
+            result = publish_snapshot(home / "warehouse.duckdb", home / "serving")
             manifest = result.manifest
             print(
                 f"publish: {result.seconds['total']:.1f}s (copy {result.seconds['copy']:.1f}s, "

@@ -71,9 +71,7 @@ def main() -> int:
     try:
         home = scratch / "home"
         build_synthetic_home(home, args.persons)
-        result = publish_snapshot(
-            home / "warehouse.duckdb", home / "serving", home / "lake" / "identity"
-        )
+        result = publish_snapshot(home / "warehouse.duckdb", home / "serving")
         sqlite_path = result.folder / "snapshot.sqlite"
         print(
             f"SQLite snapshot: {result.manifest.size_bytes / 1e6:.0f} MB, published in "
@@ -84,12 +82,7 @@ def main() -> int:
         started = time.perf_counter()
         duck = duckdb.connect(str(duck_path))
         duck.execute(f"attach '{home / 'warehouse.duckdb'}' as wh (read_only)")
-        duck.execute(
-            "create table identifier_lookup as select identifier_type, identifier_value, "
-            "customer_id, count(*) over (partition by identifier_type, identifier_value) as "
-            "customer_count from wh.customer_identifiers qualify row_number() over (partition "
-            "by identifier_type, identifier_value order by customer_id) = 1"
-        )
+        duck.execute("create table identifier_lookup as select * from wh.identifier_lookup")
         duck.execute("create table customers as select * from wh.customers")
         duck.execute("create table customer_events as select * from wh.customer_events")
         duck.execute(

@@ -1,17 +1,19 @@
 """Build a serving snapshot from the warehouse, verify it, and switch the API over to it.
 
 The API must answer point lookups in well under a millisecond and must never hold the dbt
-warehouse open, so each publish copies the contract-enforced marts (plus the identity
-explanations and alias table the API needs) into a new, read-only SQLite file with an index on
-every lookup key. SQLite was chosen over a DuckDB copy by measurement
-(``benchmarks/bench_snapshot.py``, 100k customers): an email lookup joined to the customer row
-takes 19 us (p50) / 85 us (p99) in SQLite and 23 ms / 84 ms in DuckDB, whose strength (scans)
-the API does not need. The price is size: 524 MB against DuckDB's 138 MB.
+warehouse open, so each publish copies the tables the snapshot format declares
+(``snapshots.TABLES``: every one a contract-enforced dbt mart of the same name) into a new,
+read-only SQLite file with an index on every lookup key. Publishing derives nothing: what the
+API reads is computed, tested and as-of-filtered in dbt. SQLite was chosen over a DuckDB copy
+by measurement (``benchmarks/bench_snapshot.py``, 100k customers): an email lookup joined to
+the customer row takes 19 us (p50) / 85 us (p99) in SQLite and 23 ms / 84 ms in DuckDB, whose
+strength (scans) the API does not need. The price is size: 524 MB against DuckDB's 138 MB.
 
-Steps: copy into ``serving/.build-<id>/`` -> count rows against the warehouse -> integrity check
--> rename to ``serving/<id>/`` -> replace ``serving/CURRENT`` atomically -> delete old snapshots
-beyond ``keep`` that no API process still holds (leases). The format itself (manifest, pointer,
-leases) is defined by the reader, ``api.snapshot``.
+Steps: check the warehouse has every declared table and column -> copy into
+``serving/.build-<id>/`` -> count rows against the warehouse -> integrity check -> rename to
+``serving/<id>/`` -> replace ``serving/CURRENT`` atomically -> delete old snapshots beyond
+``keep`` that no API process still holds (leases). The format itself (layout, manifest,
+tables, pointer, leases) is the ``snapshots`` package.
 """
 
 from __future__ import annotations
@@ -25,30 +27,35 @@ import shutil
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import duckdb
 
-from api.snapshot import (
+from identity import IdentitySettings
+from snapshots import (
+    BUILD_PREFIX,
     DATABASE_FILE,
+    DATE_TEXT_FORMAT,
     FORMAT_VERSION,
-    MANIFEST_FILE,
     NORMALIZATION_SETTINGS,
+    PUBLISH_LOCK_FILE,
+    TABLE_NAMES,
+    TABLES,
+    TIMESTAMP_TEXT_FORMAT,
     SnapshotError,
     SnapshotManifest,
-    leased_snapshots,
+    TableSpec,
     list_snapshots,
-    read_current,
+    prunable_snapshots,
     read_manifest,
     snapshot_folder,
     write_current,
+    write_manifest,
 )
-from identity.ids import resolve_alias
-from identity.settings import IdentitySettings
 
 logger = logging.getLogger(__name__)
 
@@ -56,98 +63,14 @@ logger = logging.getLogger(__name__)
 BATCH_ROWS: Final[int] = 50_000
 #: Seconds to wait for the warehouse while a dbt build still holds its write lock.
 WAREHOUSE_LOCK_WAIT_SECONDS: Final[float] = 120.0
-PUBLISH_LOCK_FILE: Final[str] = ".publish.lock"
-BUILD_PREFIX: Final[str] = ".build-"
+#: dbt models the publish step reads (Dagster dependencies of the publish asset): every
+#: snapshot table is the mart of the same name.
+MART_NAMES: Final[tuple[str, ...]] = TABLE_NAMES
 
 
 class PublishError(RuntimeError):
     """The snapshot could not be built or failed verification; CURRENT was not touched."""
 
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One snapshot table: its key, the indexes lookups need, the columns the API reads."""
-
-    name: str
-    primary_key: tuple[str, ...]
-    indexes: tuple[tuple[str, ...], ...] = ()
-    required: tuple[str, ...] = ()
-    without_rowid: bool = False
-
-
-#: dbt marts copied as they are (contracts enforced in dbt/models/marts/_marts__models.yml).
-MART_TABLES: Final[tuple[TableSpec, ...]] = (
-    TableSpec(
-        "customers",
-        ("customer_id",),
-        required=(
-            "customer_id",
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "is_anonymous",
-            "has_email_consent",
-            "has_sms_consent",
-            "has_push_consent",
-        ),
-    ),
-    TableSpec(
-        # clustered by customer: a customer's identifiers are one contiguous range
-        "customer_identifiers",
-        ("customer_id", "identifier_type", "identifier_value", "source"),
-        required=(
-            "customer_id",
-            "identifier_type",
-            "identifier_value",
-            "source",
-            "first_seen_at",
-            "last_seen_at",
-        ),
-        without_rowid=True,
-    ),
-    TableSpec("customer_traits", ("customer_id",), required=("customer_id",)),
-    TableSpec(
-        # clustered by customer and time: a page of a timeline is one contiguous range
-        "customer_events",
-        ("customer_id", "occurred_at", "event_id"),
-        required=("event_id", "customer_id", "occurred_at", "channel", "event_type"),
-        without_rowid=True,
-    ),
-    TableSpec(
-        "customer_segments",
-        ("segment", "customer_id"),
-        indexes=(("customer_id", "segment"),),
-        required=("customer_id", "segment", "entered_at"),
-        without_rowid=True,
-    ),
-    TableSpec("segment_membership_history", ("membership_event_id",)),
-    TableSpec(
-        "segments",
-        ("segment",),
-        required=("segment", "description", "owner", "member_count"),
-    ),
-    TableSpec("product_affinity", ("affinity_type", "product_id", "related_product_id")),
-    TableSpec("campaign_metrics", ("campaign_id",)),
-)
-
-#: Tables derived at publish time for the API's lookups and explanations.
-DERIVED_TABLES: Final[tuple[TableSpec, ...]] = (
-    TableSpec("identifier_lookup", ("identifier_type", "identifier_value"), without_rowid=True),
-    TableSpec("customer_aliases", ("alias_customer_id",), without_rowid=True),
-    TableSpec("identity_records", ("record_uid",), indexes=(("customer_id", "source"),)),
-    TableSpec("identity_evidence", (), indexes=(("customer_id", "record_uid"),)),
-    TableSpec(
-        "customer_id_history",
-        (),
-        indexes=(("customer_id", "occurred_at"), ("related_customer_id", "occurred_at")),
-    ),
-)
-
-#: dbt models the publish step reads (Dagster dependencies of the publish asset).
-MART_NAMES: Final[tuple[str, ...]] = tuple(spec.name for spec in MART_TABLES)
-
-_SPECS: Final[dict[str, TableSpec]] = {s.name: s for s in (*MART_TABLES, *DERIVED_TABLES)}
 
 _INTEGER_TYPES = {
     "TINYINT",
@@ -194,16 +117,16 @@ def _column_plan(name: str, duck_type: str) -> tuple[str, str, str]:
     column = _quote(name)
     base = duck_type.upper()
     if base == "TIMESTAMP WITH TIME ZONE":
-        expr = f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+        expr = f"strftime(timezone('UTC', {column}), '{TIMESTAMP_TEXT_FORMAT}')"
         return "TEXT", expr, "timestamp"
     if base.startswith("TIMESTAMP"):
         return (
             "TEXT",
-            f"strftime(cast({column} as timestamp), '%Y-%m-%dT%H:%M:%S.%fZ')",
-            ("timestamp"),
+            f"strftime(cast({column} as timestamp), '{TIMESTAMP_TEXT_FORMAT}')",
+            "timestamp",
         )
     if base == "DATE":
-        return "TEXT", f"strftime({column}, '%Y-%m-%d')", "date"
+        return "TEXT", f"strftime({column}, '{DATE_TEXT_FORMAT}')", "date"
     if base == "BOOLEAN":
         return "INTEGER", f"cast({column} as integer)", "boolean"
     if base in _INTEGER_TYPES:
@@ -246,22 +169,53 @@ def _connect_warehouse(warehouse: Path, wait_seconds: float) -> duckdb.DuckDBPyC
             time.sleep(0.5)
 
 
-def _warehouse_relation(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """The qualified name of a mart, preferring schema ``main``."""
+def _warehouse_columns(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]] | None:
+    """(qualified relation, column names) of a mart, preferring schema ``main``; None if absent."""
     rows = con.execute(
         "select table_schema from information_schema.tables where table_name = ? "
         "order by table_schema = 'main' desc, table_schema",
         [table],
     ).fetchall()
     if not rows:
+        return None
+    relation = f"{_quote(rows[0][0])}.{_quote(table)}"
+    columns = [str(row[0]) for row in con.execute(f"describe {relation}").fetchall()]
+    return relation, columns
+
+
+def _declared_relations(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The warehouse relation of every declared table; PublishError lists everything missing.
+
+    Checked before anything is copied, so one message names every table and column the dbt
+    project has yet to build, instead of failing on them one publish at a time.
+    """
+    relations: dict[str, str] = {}
+    problems: list[str] = []
+    for spec in TABLES:
+        found = _warehouse_columns(con, spec.name)
+        if found is None:
+            problems.append(f"the warehouse has no table '{spec.name}'")
+            continue
+        relation, columns = found
+        declared = [*spec.required, *spec.primary_key, *spec.order_by]
+        declared += [column for index in spec.indexes for column in index]
+        missing = list(dict.fromkeys(c for c in declared if c not in columns))
+        if missing:
+            problems.append(
+                f"{spec.name}: the warehouse relation lacks columns {missing} that the "
+                "snapshot declares (columns the API reads, keys or indexes)"
+            )
+        relations[spec.name] = relation
+    if problems:
         raise PublishError(
-            f"the warehouse has no table '{table}'; run the dbt marts (`cdp run`) before publishing"
+            "; ".join(problems) + "; run the dbt marts (`cdp run`) of this platform version "
+            "before publishing (snapshots.TABLES declares what the snapshot holds)"
         )
-    return f"{_quote(rows[0][0])}.{_quote(table)}"
+    return relations
 
 
 class _Builder:
-    """Copies query results from DuckDB into the new SQLite file, table by table."""
+    """Copies warehouse tables from DuckDB into the new SQLite file, table by table."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, sqlite_path: Path) -> None:
         self.con = con
@@ -280,18 +234,11 @@ class _Builder:
         self.columns: dict[str, dict[str, str]] = {}
         self.seconds: dict[str, float] = {}
 
-    def copy(self, spec: TableSpec, select_sql: str, params: Sequence[Any] = ()) -> None:
-        """Create ``spec.name`` from a DuckDB select, in primary-key order."""
+    def copy(self, spec: TableSpec, relation: str) -> None:
+        """Create ``spec.name`` from a warehouse relation, in ``spec.copy_order``."""
         started = time.perf_counter()
-        described = self.con.execute(
-            f"describe select * from ({select_sql})", list(params)
-        ).fetchall()
+        described = self.con.execute(f"describe {relation}").fetchall()
         names = [str(row[0]) for row in described]
-        missing = [c for c in spec.required if c not in names]
-        if missing:
-            raise PublishError(
-                f"{spec.name}: the warehouse relation lacks columns {missing} that the API reads"
-            )
         plans = [
             _column_plan(name, str(row[1])) for name, row in zip(names, described, strict=True)
         ]
@@ -302,13 +249,11 @@ class _Builder:
         suffix = " without rowid" if spec.without_rowid else ""
         self.sqlite.execute(f"create table {_quote(spec.name)} ({', '.join(definitions)}){suffix}")
         projection = ", ".join(f"{p[1]} as {_quote(n)}" for n, p in zip(names, plans, strict=True))
-        order = f" order by {', '.join(map(_quote, spec.primary_key))}" if spec.primary_key else ""
+        order = f" order by {', '.join(map(_quote, spec.copy_order))}" if spec.copy_order else ""
         self.expected[spec.name] = int(
-            self.con.execute(f"select count(*) from ({select_sql})", list(params)).fetchone()[0]
+            self.con.execute(f"select count(*) from {relation}").fetchone()[0]
         )
-        cursor = self.con.execute(
-            f"select {projection} from ({select_sql}) as src{order}", list(params)
-        )
+        cursor = self.con.execute(f"select {projection} from {relation}{order}")
         insert = f"insert into {_quote(spec.name)} values ({', '.join('?' for _ in names)})"
         copied = 0
         self.sqlite.execute("begin")
@@ -338,140 +283,6 @@ class _Builder:
         """Planner statistics, then close."""
         self.sqlite.execute("analyze")
         self.sqlite.close()
-
-
-def _identity_file(identity_dir: Path, name: str, *, required: bool) -> Path | None:
-    path = identity_dir / name
-    if path.is_file():
-        return path
-    if required:
-        raise PublishError(
-            f"{path}: missing identity output; run the identity assets first (`cdp run`)"
-        )
-    return None
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _edges_sql(edges: Path | None) -> str:
-    if edges is not None:
-        return f"select * from read_parquet({_sql_path(edges)})"
-    return (
-        "select cast(null as varchar) as record_uid_l, cast(null as varchar) as record_uid_r, "
-        "cast(null as varchar) as evidence_type, cast(null as varchar) as rule, "
-        "cast(null as varchar) as identifier_type, cast(null as double) as match_probability, "
-        "cast(null as double) as match_weight, cast(null as varchar) as details, "
-        "cast(null as boolean) as is_accepted, cast(null as varchar) as rejected_reason "
-        "where false"
-    )
-
-
-def _copy_identity(builder: _Builder, identity_dir: Path) -> None:
-    """Identity explanations (records, evidence, history) and the resolved alias table."""
-    identity_map = _identity_file(identity_dir, "identity_map.parquet", required=True)
-    edges = _identity_file(identity_dir, "identity_edges.parquet", required=False)
-    aliases = _identity_file(identity_dir, "customer_aliases.parquet", required=False)
-    history = _identity_file(identity_dir, "customer_id_history.parquet", required=False)
-    assert identity_map is not None
-    if edges is None:
-        logger.warning(
-            "%s: no identity_edges.parquet; customers will have no evidence", identity_dir
-        )
-    records_sql = (
-        "select cast(record_uid as varchar) as record_uid, cast(customer_id as varchar) "
-        "as customer_id, cast(source as varchar) as source, cast(record_id as varchar) "
-        f"as record_id, cast(cluster_size as bigint) as cluster_size "
-        f"from read_parquet({_sql_path(identity_map)})"
-    )
-    builder.copy(_SPECS["identity_records"], records_sql)
-    evidence_sql = f"""
-        with records as ({records_sql}),
-        edges as ({_edges_sql(edges)}),
-        both_directions as (
-            select record_uid_l as record_uid, record_uid_r as other_record_uid, * exclude
-                (record_uid_l, record_uid_r) from edges
-            union all
-            select record_uid_r as record_uid, record_uid_l as other_record_uid, * exclude
-                (record_uid_l, record_uid_r) from edges
-        )
-        select
-            mine.customer_id,
-            both_directions.record_uid,
-            both_directions.other_record_uid,
-            other.customer_id as other_customer_id,
-            other.source as other_source,
-            other.record_id as other_record_id,
-            cast(evidence_type as varchar) as evidence_type,
-            cast(rule as varchar) as rule,
-            cast(identifier_type as varchar) as identifier_type,
-            cast(match_probability as double) as match_probability,
-            cast(match_weight as double) as match_weight,
-            cast(details as varchar) as details,
-            cast(is_accepted as boolean) as is_accepted,
-            cast(rejected_reason as varchar) as rejected_reason
-        from both_directions
-        inner join records as mine on mine.record_uid = both_directions.record_uid
-        left join records as other on other.record_uid = both_directions.other_record_uid
-        order by mine.customer_id, both_directions.record_uid
-    """
-    builder.copy(_SPECS["identity_evidence"], evidence_sql)
-    alias_rows: list[tuple[str, str, Any, Any]] = []
-    if aliases is not None:
-        raw = builder.con.execute(
-            "select cast(alias_customer_id as varchar), cast(customer_id as varchar), "
-            f"created_at, cast(cause as varchar) from read_parquet({_sql_path(aliases)})"
-        ).fetchall()
-        chain = {alias: target for alias, target, _, _ in raw}
-        alias_rows = [(a, resolve_alias(a, chain), c, why) for a, _, c, why in raw]
-    builder.con.execute(
-        "create or replace temp table _aliases (alias_customer_id varchar, customer_id varchar, "
-        "created_at timestamptz, cause varchar)"
-    )
-    if alias_rows:
-        builder.con.executemany("insert into _aliases values (?, ?, ?, ?)", alias_rows)
-    builder.copy(
-        _SPECS["customer_aliases"],
-        "select * from _aliases where alias_customer_id <> customer_id",
-    )
-    history_sql = (
-        f"select * from read_parquet({_sql_path(history)})"
-        if history is not None
-        else "select cast(null as timestamptz) as occurred_at, cast(null as varchar) as run_id, "
-        "cast(null as varchar) as event_type, cast(null as varchar) as customer_id, "
-        "cast(null as varchar) as related_customer_id, cast(null as varchar) as cause "
-        "where false"
-    )
-    builder.copy(_SPECS["customer_id_history"], history_sql)
-
-
-def _identifier_lookup_sql(customer_identifiers: str) -> str:
-    """One owner per (type, value): most records, then most recently seen, then smallest id.
-
-    The same rule as dbt's int_identifiers_deduplicated, so a lookup returns the customer the
-    marts attribute the identifier's activity to; ``customer_count`` > 1 flags a shared value.
-    """
-    return f"""
-        with claims as (
-            select identifier_type, identifier_value, customer_id,
-                sum(record_count) as record_count, max(last_seen_at) as last_seen_at
-            from {customer_identifiers}
-            group by identifier_type, identifier_value, customer_id
-        ),
-        ranked as (
-            select *,
-                count(*) over (partition by identifier_type, identifier_value) as customer_count,
-                row_number() over (
-                    partition by identifier_type, identifier_value
-                    order by record_count desc, last_seen_at desc nulls last, customer_id
-                ) as claim_rank
-            from claims
-        )
-        select identifier_type, identifier_value, customer_id, customer_count
-        from ranked
-        where claim_rank = 1
-    """
 
 
 def _verify(path: Path, expected: Mapping[str, int], *, integrity: bool) -> None:
@@ -507,22 +318,56 @@ def _delete_snapshot(folder: Path) -> None:
 def prune_snapshots(serving_dir: Path, *, keep: int, lease_ttl_seconds: float) -> list[str]:
     """Delete snapshots beyond the newest ``keep`` unless CURRENT or a live lease names them."""
     serving_dir = Path(serving_dir)
-    current = read_current(serving_dir)
-    held = leased_snapshots(serving_dir, lease_ttl_seconds)
-    published = list_snapshots(serving_dir)
     deleted = []
-    for snapshot_id in published[: max(len(published) - keep, 0)]:
-        if snapshot_id == current or snapshot_id in held:
-            continue
+    for snapshot_id in prunable_snapshots(
+        serving_dir, keep=keep, lease_ttl_seconds=lease_ttl_seconds
+    ):
         _delete_snapshot(snapshot_folder(serving_dir, snapshot_id))
         deleted.append(snapshot_id)
     return deleted
 
 
+def _identifier_types(database: Path) -> list[str]:
+    con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return [
+            row[0]
+            for row in con.execute(
+                "select distinct identifier_type from customer_identifiers order by identifier_type"
+            )
+        ]
+    finally:
+        con.close()
+
+
+def _build(
+    warehouse: Path, database: Path, *, wait_seconds: float, started: float
+) -> tuple[_Builder, dict[str, float]]:
+    """Copy and index every declared table into ``database``; the builder holds the counts."""
+    seconds: dict[str, float] = {}
+    con = _connect_warehouse(warehouse, wait_seconds)
+    try:
+        relations = _declared_relations(con)
+        builder = _Builder(con, database)
+        try:
+            for spec in TABLES:
+                builder.copy(spec, relations[spec.name])
+            seconds["copy"] = round(time.perf_counter() - started, 3)
+            for spec in TABLES:
+                builder.index(spec)
+            builder.finish()
+        except BaseException:
+            builder.sqlite.close()
+            raise
+    finally:
+        con.close()
+    seconds["index"] = round(time.perf_counter() - started - seconds["copy"], 3)
+    return builder, seconds
+
+
 def publish_snapshot(
     warehouse: Path,
     serving_dir: Path,
-    identity_dir: Path,
     *,
     identity_settings: IdentitySettings | None = None,
     as_of: date | None = None,
@@ -537,7 +382,6 @@ def publish_snapshot(
     Args:
         warehouse: the dbt DuckDB file (opened read-only).
         serving_dir: ``CDP_HOME/serving``.
-        identity_dir: ``CDP_HOME/lake/identity`` (identity map, edges, aliases, history).
         identity_settings: the settings identity ran with; the API normalizes lookups with
             the same phone region and blocklist.
         as_of: the run's as-of date, recorded in the manifest.
@@ -554,37 +398,17 @@ def publish_snapshot(
     snapshot_id = new_snapshot_id(created_at)
     serving_dir = Path(serving_dir)
     settings = identity_settings or IdentitySettings()
-    seconds: dict[str, float] = {}
     with _publish_lock(serving_dir):
         for leftover in serving_dir.glob(f"{BUILD_PREFIX}*"):
             # An interrupted build (the lock is ours, so nobody is writing it): never published.
             shutil.rmtree(leftover, ignore_errors=True)
-        _identity_file(Path(identity_dir), "identity_map.parquet", required=True)
         staging = serving_dir / f"{BUILD_PREFIX}{snapshot_id}"
         staging.mkdir(parents=True)
         try:
             database = staging / DATABASE_FILE
-            con = _connect_warehouse(Path(warehouse), warehouse_wait_seconds)
-            try:
-                builder = _Builder(con, database)
-                try:
-                    for spec in MART_TABLES:
-                        builder.copy(spec, f"select * from {_warehouse_relation(con, spec.name)}")
-                    builder.copy(
-                        _SPECS["identifier_lookup"],
-                        _identifier_lookup_sql(_warehouse_relation(con, "customer_identifiers")),
-                    )
-                    _copy_identity(builder, Path(identity_dir))
-                    seconds["copy"] = round(time.perf_counter() - started, 3)
-                    for spec in (*MART_TABLES, *DERIVED_TABLES):
-                        builder.index(spec)
-                    builder.finish()
-                except BaseException:
-                    builder.sqlite.close()
-                    raise
-            finally:
-                con.close()
-            seconds["index"] = round(time.perf_counter() - started - seconds["copy"], 3)
+            builder, seconds = _build(
+                Path(warehouse), database, wait_seconds=warehouse_wait_seconds, started=started
+            )
             mismatched = {
                 t: (builder.counts[t], n)
                 for t, n in builder.expected.items()
@@ -595,17 +419,6 @@ def publish_snapshot(
             check_started = time.perf_counter()
             _verify(database, builder.expected, integrity=verify_integrity)
             seconds["verify"] = round(time.perf_counter() - check_started, 3)
-            verify_con = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
-            try:
-                identifier_types = [
-                    r[0]
-                    for r in verify_con.execute(
-                        "select distinct identifier_type from customer_identifiers "
-                        "order by identifier_type"
-                    )
-                ]
-            finally:
-                verify_con.close()
             manifest = SnapshotManifest(
                 format_version=FORMAT_VERSION,
                 snapshot_id=snapshot_id,
@@ -615,16 +428,14 @@ def publish_snapshot(
                 database=DATABASE_FILE,
                 tables=dict(builder.expected),
                 columns=builder.columns,
-                identifier_types=identifier_types,
+                identifier_types=_identifier_types(database),
                 size_bytes=database.stat().st_size,
                 build_seconds=round(time.perf_counter() - started, 3),
                 identity_settings=settings.model_dump(
                     mode="json", include=set(NORMALIZATION_SETTINGS)
                 ),
             )
-            (staging / MANIFEST_FILE).write_text(
-                manifest.model_dump_json(indent=2), encoding="utf-8"
-            )
+            write_manifest(staging, manifest)
             _make_read_only(staging)
             folder = snapshot_folder(serving_dir, snapshot_id)
             os.rename(staging, folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -12,25 +13,26 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import Published
 
-from api.snapshot import (
+from dagster_project.lib.publish import MART_NAMES, PublishError, publish_snapshot
+from identity.settings import IdentitySettings
+from snapshots import (
     CURRENT_FILE,
     DATABASE_FILE,
     LEASES_DIR,
+    TABLE_NAMES,
     list_snapshots,
     read_current,
     read_manifest,
     snapshot_folder,
     write_lease,
 )
-from dagster_project.lib.publish import MART_NAMES, PublishError, publish_snapshot
-from identity.settings import IdentitySettings
+from tests.support.api_harness import Published
 
 
 def publish(world: Published, **kwargs: object):
     w = world.world
-    return publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir, **kwargs)
+    return publish_snapshot(w.warehouse, w.serving_dir, **kwargs)
 
 
 def test_publish_copies_every_mart_with_the_warehouse_row_counts(fresh_world: Published) -> None:
@@ -42,6 +44,7 @@ def test_publish_copies_every_mart_with_the_warehouse_row_counts(fresh_world: Pu
     world = fresh_world.world
     assert read_current(world.serving_dir) == result.snapshot_id
     manifest = read_manifest(result.folder)
+    assert set(MART_NAMES) == set(TABLE_NAMES) == set(manifest.tables)
     con = duckdb.connect(str(world.warehouse), read_only=True)
     try:
         for mart in MART_NAMES:
@@ -51,6 +54,7 @@ def test_publish_copies_every_mart_with_the_warehouse_row_counts(fresh_world: Pu
         con.close()
     assert manifest.tables["identity_records"] == 3 * 299 + 1 + 1  # + anonymous, + email record
     assert manifest.tables["customer_aliases"] == 2
+    assert manifest.tables["identity_evidence"] == 2 * (2 * 299 + 1 + 1)  # both directions
     assert manifest.as_of == date(2025, 6, 30)
     assert manifest.identity_settings["phone_default_region"] == "GB"
     assert manifest.size_bytes == (result.folder / DATABASE_FILE).stat().st_size
@@ -87,6 +91,9 @@ def test_every_lookup_uses_an_index(fresh_world: Published) -> None:
         "records": "select * from identity_records where customer_id = ?",
         "evidence": "select * from identity_evidence where customer_id = ?",
         "aliases": "select * from customer_aliases where alias_customer_id = ?",
+        "history": "select * from customer_id_history where customer_id = ? order by occurred_at",
+        "history_related": "select * from customer_id_history where related_customer_id = ? "
+        "order by occurred_at",
     }
     try:
         for name, sql in plans.items():
@@ -154,25 +161,48 @@ def test_duplicate_key_fails_and_leaves_current_untouched(fresh_world: Published
 def test_missing_inputs_are_named(tmp_path: Path, fresh_world: Published) -> None:
     world = fresh_world.world
     with pytest.raises(PublishError, match="no warehouse; run the dbt assets first"):
-        publish_snapshot(tmp_path / "nope.duckdb", world.serving_dir, world.identity_dir)
-    with pytest.raises(PublishError, match=r"identity_map.parquet: missing identity output"):
-        publish_snapshot(world.warehouse, world.serving_dir, tmp_path)
+        publish_snapshot(tmp_path / "nope.duckdb", world.serving_dir)
     con = duckdb.connect(str(world.warehouse))
     con.execute("drop table campaign_metrics")
+    con.execute("drop table identifier_lookup")
     con.close()
-    with pytest.raises(PublishError, match="the warehouse has no table 'campaign_metrics'"):
+    # every missing table in one message, before anything is copied
+    with pytest.raises(
+        PublishError,
+        match=r"the warehouse has no table 'campaign_metrics'; the warehouse has no table "
+        r"'identifier_lookup'; run the dbt marts",
+    ):
         publish(fresh_world)
     assert read_current(world.serving_dir) is None
     assert not (world.serving_dir / CURRENT_FILE).exists()
+    assert not list(world.serving_dir.glob(".build-*"))
+
+
+def test_publish_reads_only_the_warehouse(fresh_world: Published) -> None:
+    """Identity explanations are marts now: the lake's identity Parquet is not read."""
+    world = fresh_world.world
+    for path in world.identity_dir.iterdir():
+        path.unlink()
+    result = publish(fresh_world)
+    assert result.manifest.tables["identity_records"] == world.tables["identity_records"]
+    assert result.manifest.tables["customer_id_history"] == 2
 
 
 def test_a_missing_column_the_api_reads_is_refused(fresh_world: Published) -> None:
     world = fresh_world.world
     con = duckdb.connect(str(world.warehouse))
     con.execute("alter table customer_segments drop column entered_at")
+    con.execute("alter table identity_evidence drop column other_customer_id")
+    con.execute("alter table customer_id_history drop column event_number")
     con.close()
-    with pytest.raises(PublishError, match=r"customer_segments: .*lacks columns \['entered_at'\]"):
+    with pytest.raises(PublishError) as refused:
         publish(fresh_world)
+    message = str(refused.value)
+    assert re.search(r"customer_segments: .*lacks columns \['entered_at'\]", message)
+    assert re.search(r"identity_evidence: .*lacks columns \['other_customer_id'\]", message)
+    # a key column is declared too: the snapshot's primary key
+    assert re.search(r"customer_id_history: .*lacks columns \['event_number'\]", message)
+    assert read_current(world.serving_dir) is None
 
 
 def test_a_locked_warehouse_is_waited_for_then_reported(fresh_world: Published) -> None:

@@ -8,15 +8,16 @@ import time
 from collections.abc import Callable
 
 import duckdb
-from conftest import Api, Published
 
-from api.snapshot import LEASES_DIR, SnapshotManager, write_current
+from api.snapshot import SnapshotManager
 from dagster_project.lib.publish import publish_snapshot
+from snapshots import LEASES_DIR, write_current
+from tests.support.api_harness import Api, Published
 
 
 def publish(world: Published) -> str:
     w = world.world
-    return publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir).snapshot_id
+    return publish_snapshot(w.warehouse, w.serving_dir).snapshot_id
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:

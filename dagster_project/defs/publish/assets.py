@@ -1,7 +1,9 @@
 """The publish asset: after dbt, copy the marts into a new snapshot and switch the API to it.
 
 Orchestration only; the work is ``dagster_project.lib.publish.publish_snapshot``. The API picks
-the new snapshot up within a poll interval, finishing requests in flight on the old one.
+the new snapshot up within a poll interval, finishing requests in flight on the old one. Every
+snapshot table is a dbt mart (the identity explanations included), so the marts are the only
+dependencies: the identity outputs reach the snapshot through them.
 """
 
 from collections.abc import Sequence
@@ -10,22 +12,18 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.defs.dbt.translator import dbt_asset_key
-from dagster_project.defs.identity.assets import identity_asset_key, identity_settings
+from dagster_project.defs.identity.assets import identity_settings
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.publish import MART_NAMES, PublishResult, publish_snapshot
 
 SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 PUBLISH_GROUP = "serving"
-#: Identity outputs copied into the snapshot (explanations and id history).
-IDENTITY_INPUTS: tuple[str, ...] = ("identity_map", "identity_edges", "customer_id_history")
 
 
 def publish_deps() -> list[dg.AssetKey]:
-    """Every mart the snapshot copies, plus the identity outputs it explains customers with."""
-    return [dbt_asset_key(name) for name in MART_NAMES] + [
-        identity_asset_key(name) for name in IDENTITY_INPUTS
-    ]
+    """Every mart the snapshot copies (one per table the snapshot format declares)."""
+    return [dbt_asset_key(name) for name in MART_NAMES]
 
 
 class PublishConfig(dg.Config):
@@ -70,7 +68,6 @@ def build_publish_assets() -> Sequence[dg.AssetsDefinition]:
         result = publish_snapshot(
             workspace.warehouse,
             workspace.serving,
-            workspace.identity,
             identity_settings=identity_settings(cdp.loaded_config()),
             as_of=cdp.as_of_date(),
             keep=config.keep,

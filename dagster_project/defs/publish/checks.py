@@ -1,25 +1,21 @@
-"""Checks that the snapshot the API serves is whole and answers lookups."""
+"""Checks that the snapshot the API serves is whole and answers lookups.
+
+They read the snapshot as a reader would (``dagster_project.lib.snapshot_probe``: the format
+plus a read-only SQLite connection), never through the API runtime.
+"""
 
 import sqlite3
 from collections.abc import Sequence
 
 import dagster as dg
 
-from api.repositories.customers import lookup_customer
-from api.snapshot import Snapshot, SnapshotError, read_current, snapshot_folder
 from dagster_project.defs.publish.assets import SNAPSHOT_KEY
 from dagster_project.defs.resources import CdpResource
+from dagster_project.lib.snapshot_probe import count_rows, open_current, probe_lookups
+from snapshots import SnapshotError
 
 #: Identifiers probed per type by the lookup check.
 PROBES_PER_TYPE = 3
-
-
-def _open_current(cdp: CdpResource) -> Snapshot:
-    serving = cdp.workspace().serving
-    snapshot_id = read_current(serving)
-    if snapshot_id is None:
-        raise SnapshotError(f"{serving}: no CURRENT pointer")
-    return Snapshot.open(snapshot_folder(serving, snapshot_id))
 
 
 def build_publish_checks() -> Sequence[dg.AssetChecksDefinition]:
@@ -34,30 +30,25 @@ def build_publish_checks() -> Sequence[dg.AssetChecksDefinition]:
     )
     def current_snapshot_is_complete(cdp: CdpResource) -> dg.AssetCheckResult:
         try:
-            snapshot = _open_current(cdp)
-        except (OSError, SnapshotError) as exc:
+            with open_current(cdp.workspace().serving) as snapshot:
+                try:
+                    found = count_rows(snapshot)
+                except sqlite3.Error as exc:
+                    return dg.AssetCheckResult(
+                        passed=False, description=f"unreadable snapshot: {exc}"
+                    )
+                expected = snapshot.manifest.tables
+                snapshot_id = snapshot.id
+        except (OSError, sqlite3.Error, SnapshotError) as exc:
             return dg.AssetCheckResult(passed=False, description=str(exc))
-        try:
-            found = {
-                table: int(snapshot.db.rows(f'select count(*) from "{table}"')[0][0])
-                for table in snapshot.manifest.tables
-            }
-        except sqlite3.Error as exc:
-            snapshot.close()
-            return dg.AssetCheckResult(passed=False, description=f"unreadable snapshot: {exc}")
-        snapshot.close()
-        wrong = {
-            t: (n, snapshot.manifest.tables[t])
-            for t, n in found.items()
-            if n != snapshot.manifest.tables[t]
-        }
+        wrong = {t: (n, expected[t]) for t, n in found.items() if n != expected[t]}
         return dg.AssetCheckResult(
             passed=not wrong,
             description="; ".join(
                 f"{t}: {n} rows, manifest says {m}" for t, (n, m) in wrong.items()
             )
-            or f"snapshot {snapshot.id}: all {len(found)} tables complete",
-            metadata={"snapshot_id": snapshot.id, **{f"rows_{t}": n for t, n in found.items()}},
+            or f"snapshot {snapshot_id}: all {len(found)} tables complete",
+            metadata={"snapshot_id": snapshot_id, **{f"rows_{t}": n for t, n in found.items()}},
         )
 
     @dg.asset_check(
@@ -68,32 +59,15 @@ def build_publish_checks() -> Sequence[dg.AssetChecksDefinition]:
     )
     def lookups_find_their_customer(cdp: CdpResource) -> dg.AssetCheckResult:
         try:
-            snapshot = _open_current(cdp)
-        except (OSError, SnapshotError) as exc:
+            with open_current(cdp.workspace().serving) as snapshot:
+                probe = probe_lookups(snapshot, PROBES_PER_TYPE)
+        except (OSError, sqlite3.Error, SnapshotError) as exc:
             return dg.AssetCheckResult(passed=False, description=str(exc))
-        failures = []
-        probed = 0
-        try:
-            for identifier_type in snapshot.manifest.identifier_types:
-                samples = snapshot.db.rows(
-                    "select identifier_value, customer_id from identifier_lookup "
-                    "where identifier_type = ? limit ?",
-                    (identifier_type, PROBES_PER_TYPE),
-                )
-                for value, customer_id in samples:
-                    probed += 1
-                    hit = lookup_customer(snapshot.db, identifier_type, value)
-                    if hit is None or hit.customer["customer_id"] != customer_id:
-                        failures.append(
-                            f"{identifier_type}: {value[:3]}*** -> "
-                            f"{hit.customer['customer_id'] if hit else None}"
-                        )
-        finally:
-            snapshot.close()
         return dg.AssetCheckResult(
-            passed=not failures,
-            description="; ".join(failures[:10]) or f"{probed} probe lookups found their customer",
-            metadata={"probed": probed, "failed": len(failures)},
+            passed=not probe.failures,
+            description="; ".join(probe.failures[:10])
+            or f"{probe.probed} probe lookups found their customer",
+            metadata={"probed": probe.probed, "failed": len(probe.failures)},
         )
 
     return [current_snapshot_is_complete, lookups_find_their_customer]

@@ -1,6 +1,10 @@
--- One owning customer per identifier value. A value can sit on records of several customers
--- (a household email, a cookie on a shared computer); the owner is the customer with the most
--- records carrying it, then the most recently seen, then the smallest customer_id.
+-- One owning customer per identifier value: the platform's one identifier-ownership rule. A
+-- value can sit on records of several customers (a household email, a cookie on a shared
+-- computer); the owner is the customer with the most records carrying it, then the most
+-- recently seen, then the smallest customer_id. Values are matched on identifier_key (trimmed,
+-- lower-cased), as rows carry them as written. Rows resolve to customers through this model
+-- (macros/resolve.sql) and the API's identifier_lookup mart is this model per exact value, so
+-- a lookup finds the customer the marts attribute the identifier's activity to.
 with
 
 identifiers as (

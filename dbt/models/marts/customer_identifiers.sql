@@ -1,5 +1,6 @@
 -- Every identifier of every customer (from the identity outputs), plus the customer ids that
--- merges retired into each customer (identifier_type = 'alias_customer_id').
+-- merges retired into each customer (identifier_type = 'alias_customer_id'; chains of merges
+-- resolved to the survivor by customer_aliases).
 with
 
 identifiers as (
@@ -10,7 +11,7 @@ identifiers as (
 
 aliases as (
 
-    select * from {{ ref('stg_identity__customer_aliases') }}
+    select * from {{ ref('customer_aliases') }}
 
 ),
 
