@@ -8,16 +8,16 @@ message saying why, rather than silently finding nobody.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from api.graphql.errors import BadInputError
 from api.snapshot import Snapshot
-from identity.normalize import Status
+from identity import IDENTIFIER_NAME_PATTERN as _TYPE_PATTERN
+from identity import Status
+from snapshots import ALIAS_IDENTIFIER_TYPE
 
-ALIAS_TYPE: Final[str] = "alias_customer_id"
+ALIAS_TYPE: Final[str] = ALIAS_IDENTIFIER_TYPE
 MAX_VALUE_LENGTH: Final[int] = 512
-_TYPE_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def known_identifier_types(snapshot: Snapshot) -> list[str]:

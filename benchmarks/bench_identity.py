@@ -75,7 +75,7 @@ def _run_identity(home: Path, run_id: str, *, reuse_model: bool) -> dict:
     )
     from dagster_project.lib.config import load_config
     from dagster_project.lib.workspace import Workspace
-    from identity.pipeline import read_previous_state, resolve, write_resolution
+    from identity import read_previous_state, resolve, write_resolution
 
     loaded = load_config(home / "cdp.yml")
     workspace = Workspace(home).ensure()
@@ -119,13 +119,13 @@ def _run_identity(home: Path, run_id: str, *, reuse_model: bool) -> dict:
 
 def _realtime(home: Path, queries: int, seed: int) -> dict:
     """p50/p99 of resolve_one against the written state: known ids, fuzzy people, strangers."""
-    from identity.realtime import RealtimeResolver
+    from identity import RECORDS_FILE, RealtimeResolver
 
     folder = home / "lake" / "identity"
     started = time.perf_counter()
     resolver = RealtimeResolver.load(folder)
     load_seconds = time.perf_counter() - started
-    records = pd.read_parquet(folder / "identity_records.parquet")
+    records = pd.read_parquet(folder / RECORDS_FILE)
     people = records.dropna(subset=["first_name", "last_name"]).sample(
         queries, random_state=seed, replace=True
     )
@@ -196,7 +196,12 @@ def _in_child(step: str, home: Path, **options: object) -> dict:
 
 def quality(folder: Path, persons: int, seed: int) -> None:
     """Pairwise precision/recall against the generator's ground truth."""
-    from identity.evaluate import evaluate_clusters
+    from identity import (
+        IDENTIFIERS_FILE,
+        IDENTITY_MAP_FILE,
+        RECORDS_FILE,
+        evaluate_clusters,
+    )
 
     home = prepare_world(folder, persons, seed)
     identity = home / "lake" / "identity"
@@ -206,9 +211,9 @@ def quality(folder: Path, persons: int, seed: int) -> None:
     truth = pd.read_parquet(home / "ground_truth" / "records.parquet").rename(
         columns={"person_id": "entity_id"}
     )
-    identity_map = pd.read_parquet(identity / "identity_map.parquet")
-    identifiers = pd.read_parquet(identity / "identity_identifiers.parquet")
-    records = pd.read_parquet(identity / "identity_records.parquet")
+    identity_map = pd.read_parquet(identity / IDENTITY_MAP_FILE)
+    identifiers = pd.read_parquet(identity / IDENTIFIERS_FILE)
+    records = pd.read_parquet(identity / RECORDS_FILE)
     everything = evaluate_clusters(identity_map, truth)
     # records that carry any evidence at all: a cookie never seen with an account or email
     # (people who only ever browse anonymously) cannot be linked by anyone

@@ -30,28 +30,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from identity.attributes import IDENTITY_ATTRIBUTES
-from identity.rules import arrow_frame
+from identity._frames import arrow_frame
+from identity.vocabulary import IDENTIFIER_COLUMNS, IDENTITY_ATTRIBUTES, RECORD_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 PERSON_KINDS: Final[frozenset[str]] = frozenset({"people", "events", "email_events"})
 DEFAULT_ANONYMOUS_TYPES: Final[tuple[str, ...]] = ("cookie_id", "device_id", "anonymous_id")
-RECORD_COLUMNS: Final[tuple[str, ...]] = (
-    "record_uid",
-    "source",
-    "record_id",
-    "source_kind",
-    *IDENTITY_ATTRIBUTES,
-    "observed_at",
-)
-LONG_IDENTIFIER_COLUMNS: Final[tuple[str, ...]] = (
-    "record_uid",
-    "identifier_type",
-    "identifier_value",
-    "first_seen_at",
-    "last_seen_at",
-)
 
 
 class Collected(NamedTuple):
@@ -330,7 +315,7 @@ def _finish_ids(frames: list[pd.DataFrame]) -> pd.DataFrame:
                 "last_seen_at": pd.Series(dtype="datetime64[us, UTC]"),
             }
         )
-    frame = pd.concat(frames, ignore_index=True)[list(LONG_IDENTIFIER_COLUMNS)]
+    frame = pd.concat(frames, ignore_index=True)[list(IDENTIFIER_COLUMNS)]
     for column in ("first_seen_at", "last_seen_at"):
         frame[column] = _utc(frame[column])
     return frame.astype(

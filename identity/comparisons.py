@@ -5,17 +5,11 @@ The comparisons are built from Splink's comparison library over the normalized r
 family email, a landline, a street, its postal code and its city agree together for everyone
 in a household, and scoring them as independent evidence would count one fact several times
 and merge family members. What tells household members apart is personal: first name and
-birth date.
-
-Blocking keys are column tuples rather than free SQL so that the batch model (Splink, in
-DuckDB) and the real-time scorer (in-memory indexes) generate exactly the same candidate
-pairs, and so that a key value shared by too many records (a placeholder birth date, a store's
-phone number) can be skipped instead of producing a quadratic number of pairs.
+birth date. Which pairs are compared (the blocking keys) is in ``identity/blocking.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,25 +21,8 @@ from rapidfuzz.distance import JaroWinkler, Levenshtein
 from splink.internals.comparison_creator import ComparisonCreator
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
-#: Columns of the normalized record frame that the comparisons read.
-COMPARED_COLUMNS: Final[tuple[str, ...]] = (
-    "first_name",
-    "first_name_canonical",
-    "last_name",
-    "birth_date",
-    "email",
-    "phone",
-    "street_address",
-    "postal_code",
-    "city",
-)
+from identity.blocking import EMAIL_USER_COLUMN, NAME_PAIR_COLUMN
 
-#: Derived column: first and last name in sorted order, equal for a swapped first/last name.
-NAME_PAIR_COLUMN: Final[str] = "name_pair"
-NAME_PAIR_SQL: Final[str] = (
-    "case when first_name is not null and last_name is not null then "
-    "least(first_name, last_name) || ' ' || greatest(first_name, last_name) end"
-)
 #: m = u for a level that must weigh nothing.
 NEUTRAL_PROBABILITY: Final[float] = 0.01
 #: Derived column: birth date as a day number (null when it does not parse).
@@ -53,71 +30,9 @@ BIRTH_DAY_COLUMN: Final[str] = "birth_day"
 BIRTH_DAY_SQL: Final[str] = (
     "date_diff('day', date '1970-01-01', cast(try_strptime(birth_date, '%Y-%m-%d') as date))"
 )
-#: Derived column: the email's mailbox name (recomputed, whatever the input says).
-EMAIL_USER_COLUMN: Final[str] = "email_user"
-EMAIL_USER_SQL: Final[str] = "nullif(split_part(email, '@', 1), '')"
-
-#: Columns a blocking key may use (contract columns plus the derived name pair).
-BLOCKABLE_COLUMNS: Final[tuple[str, ...]] = (
-    *COMPARED_COLUMNS,
-    NAME_PAIR_COLUMN,
-    EMAIL_USER_COLUMN,
-    "email_domain",
-    "region",
-    "country",
-)
-
 #: A record needs this many non-null compared attributes for the model to score it; with
 #: fewer, no comparison could ever reach a useful match probability (e.g. a bare cookie).
 MIN_COMPARED_ATTRIBUTES: Final[int] = 2
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class BlockingKey:
-    """Two records become a candidate pair when they share every column of a key."""
-
-    name: str
-    columns: tuple[str, ...]
-
-    @property
-    def size_column(self) -> str:
-        """Column holding how many records share this key's value (the block size)."""
-        return f"block_size__{self.name}"
-
-    def sql(self, max_block_size: int) -> str:
-        """Splink blocking rule: equal key columns, block not larger than the cap."""
-        equalities = [f"l.{c} = r.{c}" for c in self.columns]
-        return " and ".join([*equalities, f"l.{self.size_column} <= {max_block_size}"])
-
-
-#: Defaults chosen for millions of records: each key is selective (a few records per value
-#: for real people) and together they tolerate one wrong or missing attribute of any kind.
-DEFAULT_BLOCKING_KEYS: Final[tuple[BlockingKey, ...]] = (
-    BlockingKey("email", ("email",)),
-    BlockingKey("phone", ("phone",)),
-    BlockingKey("last_name__birth_date", ("last_name", "birth_date")),
-    BlockingKey("first_name__birth_date", ("first_name_canonical", "birth_date")),
-    BlockingKey("first_name__postal_code", ("first_name_canonical", "postal_code")),
-    BlockingKey("street_address__postal_code", ("street_address", "postal_code")),
-)
-
-#: EM sessions: each trains the comparisons its key does not use. Person keys come first:
-#: pairs sharing a name or a birth date are rarely household members, whose shared contact
-#: details would otherwise teach the model that a different first name is normal for one
-#: person. Contact keys run only for comparisons no earlier session could train (e.g. when
-#: the data has few birth dates).
-EM_TRAINING_KEYS: Final[tuple[BlockingKey, ...]] = (
-    BlockingKey("em_first_name__last_name", ("first_name_canonical", "last_name")),
-    BlockingKey("em_last_name__birth_date", ("last_name", "birth_date")),
-    BlockingKey("em_first_name__birth_date", ("first_name_canonical", "birth_date")),
-    BlockingKey("em_email", ("email",)),
-    BlockingKey("em_phone", ("phone",)),
-    BlockingKey("em_street_address__postal_code", ("street_address", "postal_code")),
-)
-#: The first EM sessions always run; the rest only while a comparison is still untrained.
-EM_ALWAYS: Final[int] = 3
 
 #: Rules that admit almost only true matches; used to estimate the prior match probability.
 DETERMINISTIC_RULES: Final[tuple[str, ...]] = (
@@ -126,32 +41,6 @@ DETERMINISTIC_RULES: Final[tuple[str, ...]] = (
     "l.email = r.email and l.last_name = r.last_name and l.first_name_canonical = "
     "r.first_name_canonical",
 )
-
-
-def parse_blocking_rule(rule: str) -> BlockingKey:
-    """Read a rule written as ``l.a = r.a and l.b = r.b`` into a blocking key.
-
-    Raises:
-        ValueError: the rule is not a conjunction of same-column equalities over known
-            columns; the message says which part is wrong.
-    """
-    parts = [p.strip() for p in re.split(r"\band\b", rule.strip(), flags=re.IGNORECASE)]
-    columns: list[str] = []
-    for part in parts:
-        match = re.fullmatch(r"l\.(\w+)\s*=\s*r\.(\w+)", part, flags=re.IGNORECASE)
-        if not match or match.group(1).lower() != match.group(2).lower():
-            raise ValueError(
-                f"blocking rule '{rule}': '{part}' is not of the form l.<column> = r.<column>"
-            )
-        column = match.group(1).lower()
-        if not _IDENTIFIER.match(column) or column not in BLOCKABLE_COLUMNS:
-            raise ValueError(
-                f"blocking rule '{rule}': unknown column '{column}' "
-                f"(known: {', '.join(BLOCKABLE_COLUMNS)})"
-            )
-        if column not in columns:
-            columns.append(column)
-    return BlockingKey("__".join(columns), tuple(columns))
 
 
 # --------------------------------------------------------------------------------------------

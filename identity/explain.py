@@ -21,6 +21,7 @@ import pandas as pd
 from identity.graph import build_graph
 from identity.ids import alias_lookup, resolve_alias
 from identity.model import TrainedModel
+from identity.vocabulary import AUDITED_EDGE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,20 @@ def _evidence(row: Mapping[str, Any]) -> Evidence:
     )
 
 
+def _check_edges(edges: pd.DataFrame) -> None:
+    """Explanations read identity_edges as the run wrote it; say so when a column is missing.
+
+    Raises:
+        ValueError: ``edges`` lacks one of the audited edge columns.
+    """
+    missing = [column for column in AUDITED_EDGE_COLUMNS if column not in edges]
+    if missing:
+        raise ValueError(
+            f"edges: missing column(s) {', '.join(missing)}; pass identity_edges as written "
+            f"(columns {', '.join(AUDITED_EDGE_COLUMNS)})"
+        )
+
+
 def _touching(edges: pd.DataFrame, uids: Sequence[str]) -> pd.DataFrame:
     return edges[edges["record_uid_l"].isin(uids) | edges["record_uid_r"].isin(uids)]
 
@@ -132,7 +147,9 @@ def explain_customer(
 
     Raises:
         KeyError: no customer (or alias) with that id.
+        ValueError: ``edges`` is not shaped like identity_edges.
     """
+    _check_edges(edges)
     current = (
         resolve_alias(customer_id, alias_lookup(aliases)) if aliases is not None else (customer_id)
     )
@@ -185,7 +202,9 @@ def explain_pair(
 
     Raises:
         KeyError: a record uid that is not in the identity map.
+        ValueError: ``edges`` is not shaped like identity_edges.
     """
+    _check_edges(edges)
     owner = dict(zip(identity_map["record_uid"], identity_map["customer_id"], strict=True))
     for uid in (uid_a, uid_b):
         if uid not in owner:

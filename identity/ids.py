@@ -26,42 +26,20 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from identity._frames import empty_frame
+from identity.vocabulary import ALIAS_SCHEMA, HISTORY_SCHEMA
+
 CUSTOMER_ID_PREFIX: Final[str] = "cus_"
-HISTORY_COLUMNS: Final[tuple[str, ...]] = (
-    "occurred_at",
-    "run_id",
-    "event_type",
-    "customer_id",
-    "related_customer_id",
-    "cause",
-)
-ALIAS_COLUMNS: Final[tuple[str, ...]] = ("alias_customer_id", "customer_id", "created_at", "cause")
 
 
 def empty_history() -> pd.DataFrame:
     """A customer_id_history frame with no rows."""
-    return pd.DataFrame(
-        {
-            "occurred_at": pd.Series(dtype="datetime64[us, UTC]"),
-            "run_id": pd.Series(dtype="str"),
-            "event_type": pd.Series(dtype="str"),
-            "customer_id": pd.Series(dtype="str"),
-            "related_customer_id": pd.Series(dtype="str"),
-            "cause": pd.Series(dtype="str"),
-        }
-    )
+    return empty_frame(HISTORY_SCHEMA)
 
 
 def empty_aliases() -> pd.DataFrame:
     """A customer_aliases frame with no rows."""
-    return pd.DataFrame(
-        {
-            "alias_customer_id": pd.Series(dtype="str"),
-            "customer_id": pd.Series(dtype="str"),
-            "created_at": pd.Series(dtype="datetime64[us, UTC]"),
-            "cause": pd.Series(dtype="str"),
-        }
-    )
+    return empty_frame(ALIAS_SCHEMA)
 
 
 @dataclass
@@ -322,4 +300,4 @@ def _updated_aliases(
     )
     table = table[table["alias_customer_id"] != table["customer_id"]]
     table["created_at"] = table["created_at"].astype("datetime64[us, UTC]")
-    return table.reset_index(drop=True)[list(ALIAS_COLUMNS)]
+    return table.reset_index(drop=True)[list(ALIAS_SCHEMA)]

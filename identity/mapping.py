@@ -1,6 +1,10 @@
-"""Resolve any CSV or Parquet files: a small YAML mapping says which column is what.
+"""Which column is what: one mapping model for cdp.yml sources and ``cdp identity resolve``.
 
-The mapping uses the same attribute vocabulary as cdp.yml::
+A canonical field maps to a column, or to a list of columns whose non-empty values are joined
+with spaces; a named identifier maps to one column. cdp.yml sources (``mapping:`` and
+``identifiers:``, validated against their kind's fields) and the mapping file of
+``cdp identity resolve --mapping`` (``attributes:``, validated against the identity attributes)
+are both a :class:`ColumnMapping`, so they accept the same things and word their errors alike::
 
     record_id: rec_id                 # a column, or a list joined with '|'
     attributes:                       # canonical attribute: a column, or a list joined with spaces
@@ -15,19 +19,26 @@ an unknown attribute, a column missing from an input file, a missing ``record_id
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from identity.attributes import IDENTITY_ATTRIBUTES, is_valid_identifier_name
-from identity.collect import LONG_IDENTIFIER_COLUMNS, RECORD_COLUMNS, Collected
+from identity.vocabulary import (
+    IDENTIFIER_COLUMNS,
+    IDENTITY_ATTRIBUTES,
+    RECORD_COLUMNS,
+    is_valid_identifier_name,
+)
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from identity.collect import Collected
+
+#: A column, or several columns whose values are joined (with spaces for a field).
 ColumnRef = str | list[str]
 
 
@@ -35,56 +46,113 @@ class MappingError(ValueError):
     """A problem in a mapping file or its inputs; the message names the file and key."""
 
 
-def _columns(ref: ColumnRef) -> list[str]:
+def columns_of(ref: ColumnRef) -> list[str]:
+    """The columns a reference names, in order."""
     return [ref] if isinstance(ref, str) else list(ref)
 
 
-class RecordMapping(BaseModel):
-    """Which input columns hold the record id, the attributes and named identifiers."""
+class ColumnMapping(BaseModel):
+    """Canonical field -> column(s) joined with spaces, plus named identifier -> column.
+
+    Subclasses add what says which fields exist (a source kind, the identity attributes) and
+    call :meth:`check_fields` and :meth:`check_identifiers` from their own validator, so the
+    problems read the same wherever a mapping is written.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    mapping: dict[str, ColumnRef] = Field(
+        default_factory=dict,
+        description="canonical field: a column, or a list of columns joined with spaces",
+    )
+    identifiers: dict[str, str] = Field(
+        default_factory=dict, description="named identifier (account_id, ...): a column"
+    )
+
+    @classmethod
+    def mapping_key(cls) -> str:
+        """The YAML key of the field mapping (``mapping`` in cdp.yml)."""
+        return cls.model_fields["mapping"].alias or "mapping"
+
+    @model_validator(mode="after")
+    def _columns_named(self) -> Self:
+        key = self.mapping_key()
+        for name, ref in self.mapping.items():
+            if not columns_of(ref) or any(not column.strip() for column in columns_of(ref)):
+                raise ValueError(f"{key}.{name}: must name at least one column")
+        for name, column in self.identifiers.items():
+            if not column.strip():
+                raise ValueError(f"identifiers.{name}: must name a column")
+        return self
+
+    def check_fields(self, known: Sequence[str], what: str) -> None:
+        """Every mapped field is one of ``known`` (described as ``what``).
+
+        Raises:
+            ValueError: naming the first unknown field and the known ones.
+        """
+        for name in self.mapping:
+            if name not in known:
+                raise ValueError(
+                    f"{self.mapping_key()}.{name}: '{name}' is not {what} "
+                    f"(known: {', '.join(known)}); put named identifiers under 'identifiers'"
+                )
+
+    def check_identifiers(self, reserved: Collection[str], what: str) -> None:
+        """Every identifier name is snake_case and none of ``reserved`` (described as ``what``).
+
+        Raises:
+            ValueError: naming the first bad identifier.
+        """
+        for name in self.identifiers:
+            if not is_valid_identifier_name(name) or name in reserved:
+                raise ValueError(
+                    f"identifiers.{name}: '{name}' must be a snake_case name that is not {what}"
+                )
+
+    def columns_for(self, name: str) -> list[str]:
+        """The columns a mapped field reads (empty when the field is not mapped)."""
+        ref = self.mapping.get(name)
+        return [] if ref is None else columns_of(ref)
+
+    def mapped_columns(self) -> set[str]:
+        """Every input column the mapping names (fields and identifiers)."""
+        columns = {column for ref in self.mapping.values() for column in columns_of(ref)}
+        return columns | set(self.identifiers.values())
+
+    def required_columns(self) -> dict[str, list[str]]:
+        """Mapping key (``attributes.first_name``, ``identifiers.loyalty_id``) -> its columns."""
+        key = self.mapping_key()
+        needed = {f"{key}.{name}": columns_of(ref) for name, ref in self.mapping.items()}
+        return needed | {f"identifiers.{name}": [c] for name, c in self.identifiers.items()}
+
+
+class RecordMapping(ColumnMapping):
+    """A ``cdp identity resolve`` mapping file: the record id column(s), attributes, identifiers."""
+
     record_id: ColumnRef = Field(description="column(s) whose values identify a record")
-    attributes: dict[str, ColumnRef] = Field(default_factory=dict)
-    identifiers: dict[str, str] = Field(default_factory=dict)
+    mapping: dict[str, ColumnRef] = Field(
+        default_factory=dict,
+        alias="attributes",
+        description="identity attribute: a column, or a list of columns joined with spaces",
+    )
 
     @field_validator("record_id")
     @classmethod
     def _record_id_not_empty(cls, value: ColumnRef) -> ColumnRef:
-        if not _columns(value) or any(not c.strip() for c in _columns(value)):
+        if not columns_of(value) or any(not c.strip() for c in columns_of(value)):
             raise ValueError("must name at least one column")
         return value
 
-    @field_validator("attributes")
-    @classmethod
-    def _known_attributes(cls, value: dict[str, ColumnRef]) -> dict[str, ColumnRef]:
-        for attribute, ref in value.items():
-            if attribute not in IDENTITY_ATTRIBUTES:
-                raise ValueError(
-                    f"attributes.{attribute}: unknown attribute '{attribute}' (known: "
-                    f"{', '.join(IDENTITY_ATTRIBUTES)}); put other ids under 'identifiers'"
-                )
-            if not _columns(ref):
-                raise ValueError(f"attributes.{attribute}: must name at least one column")
-        return value
-
-    @field_validator("identifiers")
-    @classmethod
-    def _identifier_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not is_valid_identifier_name(name):
-                raise ValueError(
-                    f"identifiers.{name}: '{name}' must be a snake_case name that is not an "
-                    "attribute"
-                )
-        return value
+    @model_validator(mode="after")
+    def _known_attributes(self) -> Self:
+        self.check_fields(IDENTITY_ATTRIBUTES, "an identity attribute")
+        self.check_identifiers(IDENTITY_ATTRIBUTES, "an attribute")
+        return self
 
     def required_columns(self) -> dict[str, list[str]]:
-        """Mapping key -> the input columns it needs."""
-        needed = {"record_id": _columns(self.record_id)}
-        needed |= {f"attributes.{a}": _columns(r) for a, r in self.attributes.items()}
-        needed |= {f"identifiers.{i}": [c] for i, c in self.identifiers.items()}
-        return needed
+        """Mapping key -> the input columns it needs (``record_id`` first)."""
+        return {"record_id": columns_of(self.record_id), **super().required_columns()}
 
 
 def load_mapping(path: Path) -> RecordMapping:
@@ -107,7 +175,7 @@ def load_mapping(path: Path) -> RecordMapping:
         for error in exc.errors():
             location = ".".join(str(p) for p in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
-            if message.startswith(f"{location}."):
+            if not location or message.startswith(f"{location}."):
                 problems.append(f"  - {message}")
             else:
                 problems.append(f"  - {location}: {message}")
@@ -116,6 +184,10 @@ def load_mapping(path: Path) -> RecordMapping:
 
 def read_table_as_text(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file with every column as text (leading zeros kept; '' is null)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(path)
     if not path.is_file():
         raise MappingError(f"{path}: input file not found")
@@ -162,6 +234,10 @@ def apply_mapping(
     Raises:
         MappingError: a mapped column is missing, or record ids are missing or duplicated.
     """
+    import pandas as pd
+
+    from identity.collect import Collected
+
     where = where or source
     for key, columns in mapping.required_columns().items():
         missing = [c for c in columns if c not in frame.columns]
@@ -170,7 +246,7 @@ def apply_mapping(
                 f"{where}: {key}: column {', '.join(repr(c) for c in missing)} not found "
                 f"(columns: {', '.join(frame.columns)})"
             )
-    record_ids = _join(frame, _columns(mapping.record_id), "|")
+    record_ids = _join(frame, columns_of(mapping.record_id), "|")
     if record_ids.isna().any():
         rows = [int(i) + 2 for i in record_ids.index[record_ids.isna()][:5]]
         raise MappingError(f"{where}: record_id: empty on data row(s) {rows} (line numbers)")
@@ -187,10 +263,8 @@ def apply_mapping(
         "source_kind": "people",
     }
     for attribute in IDENTITY_ATTRIBUTES:
-        ref = mapping.attributes.get(attribute)
-        records[attribute] = (
-            _join(frame, _columns(ref), " ").to_numpy() if ref is not None else None
-        )
+        sources = mapping.columns_for(attribute)
+        records[attribute] = _join(frame, sources, " ").to_numpy() if sources else None
     records["observed_at"] = pd.NaT
     record_frame = pd.DataFrame(records)[list(RECORD_COLUMNS)]
     id_frames = []
@@ -211,7 +285,7 @@ def apply_mapping(
     identifiers = (
         pd.concat(id_frames, ignore_index=True)
         if id_frames
-        else pd.DataFrame(columns=list(LONG_IDENTIFIER_COLUMNS))
+        else pd.DataFrame(columns=list(IDENTIFIER_COLUMNS))
     )
     return Collected(records=record_frame, identifiers=identifiers)
 
@@ -223,6 +297,10 @@ def collect_files(paths: Sequence[Path], mapping: RecordMapping) -> Collected:
         MappingError: unreadable input, two inputs with the same file name, or a mapping that
             does not fit an input.
     """
+    import pandas as pd
+
+    from identity.collect import Collected
+
     names = [Path(p).name for p in paths]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
@@ -241,6 +319,6 @@ def collect_files(paths: Sequence[Path], mapping: RecordMapping) -> Collected:
     identifier_frame = (
         pd.concat(identifiers, ignore_index=True)
         if identifiers
-        else pd.DataFrame(columns=list(LONG_IDENTIFIER_COLUMNS))
+        else pd.DataFrame(columns=list(IDENTIFIER_COLUMNS))
     )
     return Collected(records=record_frame, identifiers=identifier_frame)

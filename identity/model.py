@@ -31,118 +31,48 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from splink import DuckDBAPI, Linker, SettingsCreator
 from splink.internals.exceptions import SplinkException
 from splink.internals.misc import prob_to_match_weight
 
-from identity.comparisons import (
-    BIRTH_DAY_COLUMN,
-    BIRTH_DAY_SQL,
+from identity._frames import empty_frame
+from identity._splink_log import capture_splink, splink_stage
+from identity.blocking import (
     COMPARED_COLUMNS,
-    DEFAULT_BLOCKING_KEYS,
-    DETERMINISTIC_RULES,
     EM_ALWAYS,
     EM_TRAINING_KEYS,
     EMAIL_USER_COLUMN,
     EMAIL_USER_SQL,
-    MIN_COMPARED_ATTRIBUTES,
     NAME_PAIR_COLUMN,
     NAME_PAIR_SQL,
     BlockingKey,
+)
+from identity.comparisons import (
+    BIRTH_DAY_COLUMN,
+    BIRTH_DAY_SQL,
+    DETERMINISTIC_RULES,
+    MIN_COMPARED_ATTRIBUTES,
     LevelTest,
     birth_day,
     comparison_specs,
     email_user,
-    parse_blocking_rule,
     person_comparisons,
 )
+from identity.settings import ModelSettings
+from identity.vocabulary import EDGE_COLUMNS, EDGE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT: Final[str] = "cdp.identity.model"
 MODEL_FORMAT_VERSION: Final[int] = 1
-EDGE_COLUMNS: Final[tuple[str, ...]] = (
-    "record_uid_l",
-    "record_uid_r",
-    "evidence_type",
-    "rule",
-    "identifier_type",
-    "match_probability",
-    "match_weight",
-    "details",
-)
 _INPUT_TABLE: Final[str] = "cdp_model_input"
 #: EM needs at least this many comparable pairs to estimate a comparison's m values.
 MIN_EM_PAIRS: Final[int] = 200
-_EMPTY_EDGES: Final[pd.DataFrame] = pd.DataFrame.from_records(
-    [("", "", "", "", None, 0.0, 0.0, "")], columns=list(EDGE_COLUMNS)
-).iloc[:0]
 # Attributes that count towards MIN_COMPARED_ATTRIBUTES (the canonical first name repeats
 # the first name, so it does not count twice).
 _EVIDENCE_COLUMNS: Final[tuple[str, ...]] = tuple(
     c for c in COMPARED_COLUMNS if c != "first_name_canonical"
 )
-
-
-class ModelSettings(BaseModel):
-    """How the model is trained and applied (``identity.model`` in cdp.yml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    match_threshold: float = Field(
-        default=0.99, gt=0.0, lt=1.0, description="minimum match probability of a model edge"
-    )
-    blocking_rules: list[str] | None = Field(
-        default=None,
-        description="rules 'l.a = r.a and l.b = r.b' over normalized columns; None: defaults "
-        "tuned for millions of records",
-    )
-    max_pairs_for_u: int = Field(
-        default=1_000_000, ge=10_000, description="random pairs sampled to estimate u"
-    )
-    seed: int = Field(default=42, description="seed of every random sample, for reproducibility")
-    max_block_size: int = Field(
-        default=500,
-        ge=2,
-        description="a blocking-key value shared by more records than this generates no pairs "
-        "(placeholder or shared values would otherwise explode the comparisons)",
-    )
-    training_sample_records: int = Field(
-        default=300_000, ge=1_000, description="train on a random sample of at most this many"
-    )
-    em_max_pairs: int = Field(
-        default=2_000_000, ge=10_000, description="cap on the pairs of each EM session"
-    )
-    deterministic_rules_recall: float = Field(
-        default=0.7,
-        gt=0.0,
-        le=1.0,
-        description="assumed share of true matches that exact name+birth date or "
-        "email+name rules find; sets the prior match probability",
-    )
-    threads: int | None = Field(default=None, ge=1, description="DuckDB threads; None: all")
-
-    @field_validator("blocking_rules")
-    @classmethod
-    def _rules_parse(cls, rules: list[str] | None) -> list[str] | None:
-        if rules is None:
-            return None
-        if not rules:
-            raise ValueError("blocking_rules must not be empty; omit it to use the defaults")
-        for rule in rules:
-            parse_blocking_rule(rule)
-        return rules
-
-    def blocking_keys(self) -> tuple[BlockingKey, ...]:
-        """The keys that generate candidate pairs, defaults or parsed from the rules."""
-        if self.blocking_rules is None:
-            return DEFAULT_BLOCKING_KEYS
-        keys = [parse_blocking_rule(rule) for rule in self.blocking_rules]
-        names = [k.name for k in keys]
-        if len(set(names)) != len(names):
-            raise ValueError(f"blocking_rules repeat a rule: {names}")
-        return tuple(keys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +271,7 @@ def _edge_select_sql(infos: Sequence[_ComparisonInfo], source: str) -> str:
 
 def empty_edge_frame() -> pd.DataFrame:
     """An edge frame with no rows and the contract's columns."""
-    return _EMPTY_EDGES.copy()
+    return empty_frame(EDGE_SCHEMA, EDGE_COLUMNS)
 
 
 def _edge_frame(table: pa.Table) -> pd.DataFrame:
@@ -391,8 +321,9 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
         if len(records) > settings.training_sample_records
         else None
     )
-    con = _connect(settings.threads)
-    try:
+    # Splink's messages (levels it could not train, EM sampling and iterations) become the
+    # training's diagnostics instead of terminal output; the raw lines go to DEBUG.
+    with _connect(settings.threads) as con, capture_splink("prepare") as splink_log:
         total, kept = _prepare(
             con, records, (*keys, *EM_TRAINING_KEYS), _INPUT_TABLE, sample, settings.seed
         )
@@ -407,8 +338,10 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
             _splink_settings(keys, settings.max_block_size),
             log_level=None,
         )
+        splink_log.stage = "prior"
         prior = _estimate_prior(linker, settings, kept)
         stages.done("prior")
+        splink_log.stage = "u"
         linker.training.estimate_u_using_random_sampling(
             max_pairs=settings.max_pairs_for_u, seed=settings.seed
         )
@@ -419,8 +352,10 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
         splink.pop("linker_uid", None)  # random per linker; the model must be reproducible
         untrained = _untrain_thin_comparisons(splink, evidence)
         bounded = _bound_unobserved_u(splink, min(settings.max_pairs_for_u, kept * (kept - 1) // 2))
-    finally:
-        con.close()
+    diagnostics = splink_log.as_dict()
+    diagnostics["levels_not_learnt"] = splink_log.levels_not_learnt(
+        splink, untrained, evidence, MIN_EM_PAIRS
+    )
     training = {
         "records": len(records),
         "trained_on_records": int(kept),
@@ -432,6 +367,7 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
         "u_bounded_levels": bounded,
         "seconds": round(time.perf_counter() - started, 3),
         "stage_seconds": stages.seconds,
+        "diagnostics": diagnostics,
     }
     logger.info("identity model trained: %s", training)
     return TrainedModel(settings, splink, training)
@@ -478,6 +414,7 @@ def _estimate_m(
         lacking = {name for name in trains if evidence[name] < MIN_EM_PAIRS}
         if index >= EM_ALWAYS and not lacking:
             continue
+        splink_stage(key.name)
         pairs, comparable = _comparable_pairs(con, key, settings)
         if pairs < MIN_EM_PAIRS:
             logger.info("EM session %s skipped: only %d pairs", key.name, pairs)
@@ -529,8 +466,8 @@ def _untrain_thin_comparisons(splink: dict[str, Any], evidence: Mapping[str, int
         if comparison["output_column_name"] in thin:
             for level in comparison["comparison_levels"]:
                 level.pop("m_probability", None)
-    if thin:
-        logger.warning(
+    if thin:  # reported in the training diagnostics: nothing for whoever watches the logs to do
+        logger.info(
             "identity model: fewer than %d pairs to learn %s from; Splink's default m values "
             "are used for them",
             MIN_EM_PAIRS,
@@ -579,6 +516,8 @@ class TrainedModel:
         # Fails now, not at the first real-time call, for a model of other comparisons.
         self._plan = _scoring_plan(self._splink)
         self.training: dict[str, Any] = dict(training or {})
+        #: What Splink warned about during the last ``predict`` (its raw lines go to DEBUG).
+        self.prediction_diagnostics: dict[str, Any] = {}
 
     @property
     def splink_settings(self) -> dict[str, Any]:
@@ -672,8 +611,7 @@ class TrainedModel:
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         started = time.perf_counter()
-        con = _connect(self.settings.threads)
-        try:
+        with _connect(self.settings.threads) as con, capture_splink("predict") as splink_log:
             total, kept = _prepare(con, records, self._keys, _INPUT_TABLE)
             if kept < 2:
                 return empty_edge_frame()
@@ -686,8 +624,10 @@ class TrainedModel:
                 f"select * from ({sql}) where match_probability >= {threshold!r} "
                 "order by record_uid_l, record_uid_r"
             ).to_arrow_table()
-        finally:
-            con.close()
+        captured = splink_log.as_dict()
+        self.prediction_diagnostics = {
+            k: captured[k] for k in ("splink_warnings", "splink_log_records")
+        }
         logger.info(
             "identity model scored %d of %d records: %d edges >= %s in %.1f s",
             kept,
@@ -702,8 +642,7 @@ class TrainedModel:
         """Pairs each blocking key adds (after the keys before it), for sizing a run."""
         from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-        con = _connect(self.settings.threads)
-        try:
+        with _connect(self.settings.threads) as con, capture_splink("count_comparisons"):
             _prepare(con, records, self._keys, _INPUT_TABLE)
             counts = count_comparisons_from_blocking_rules(
                 DuckDBAPI(con).register(_INPUT_TABLE),
@@ -712,8 +651,6 @@ class TrainedModel:
                 unique_id_column_name="record_uid",
                 record_sample_proportion=1.0,
             )
-        finally:
-            con.close()
         return {
             key.name: int(count["marginal_comparison_count"])
             for key, count in zip(self._keys, counts, strict=True)
@@ -1109,9 +1046,7 @@ class CandidateScorer:
 
 
 __all__ = [
-    "EDGE_COLUMNS",
     "CandidateScorer",
-    "ModelSettings",
     "TrainedModel",
     "empty_edge_frame",
     "train_model",

@@ -2,75 +2,44 @@
 
 Normalization decides what "the same value" means, so it is deliberately conservative: a value
 that cannot be read becomes null (and is counted), junk placeholders become null (and are counted
-separately), nothing is guessed. Work is done once per *distinct* value (``pd.factorize``), so a
-million records cost as much as their distinct emails, phones and names. The costly library calls
-get fast paths that give the same answers: a strict regex accepts plain ASCII emails before
-``email-validator`` sees the rest, and North-American numbers are validated against
-``phonenumbers``' own metadata patterns compiled once (exactly what ``is_valid_number`` checks).
+separately), nothing is guessed. Whole frames are normalized once per *distinct* value
+(``identity._batch``, pandas and Arrow), so a million records cost as much as their distinct
+emails, phones and names; this module holds the rules and imports neither, so the API can
+normalize a lookup value without loading them. The costly library calls get fast paths that
+give the same answers: a strict regex accepts plain ASCII emails before ``email-validator`` sees
+the rest, and North-American numbers are validated against ``phonenumbers``' own metadata
+patterns compiled once (exactly what ``is_valid_number`` checks).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import IntEnum
-from functools import lru_cache
-from typing import Any, Final
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any, Final
 
 import email_validator
-import numpy as np
-import pandas as pd
 import phonenumbers
-import pyarrow as pa
-import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata
-from phonenumbers.geodata.locale import LOCALE_DATA
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from identity.nicknames import canonical_first_name
 from identity.settings import IdentitySettings
+from identity.vocabulary import NORMALIZED_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from identity._batch import Normalized
 
 logger = logging.getLogger(__name__)
-
-#: Columns of the normalized record frame, in order (see CONTRACT.md).
-NORMALIZED_COLUMNS: Final[tuple[str, ...]] = (
-    "record_uid",
-    "source",
-    "record_id",
-    "email",
-    "email_user",
-    "email_domain",
-    "phone",
-    "first_name",
-    "first_name_canonical",
-    "last_name",
-    "birth_date",
-    "street_address",
-    "postal_code",
-    "city",
-    "region",
-    "country",
-    "observed_at",
-)
-
-#: Attributes whose unreadable or junk values are counted in the report.
-REPORTED_ATTRIBUTES: Final[tuple[str, ...]] = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "full_name",
-    "birth_date",
-    "street_address",
-    "postal_code",
-    "city",
-    "region",
-    "country",
-)
 
 
 class Status(IntEnum):
@@ -146,9 +115,10 @@ def _text(raw: Any) -> str | None:
         return raw.strip() or None
     if raw is None:
         return None
-    if isinstance(raw, float) and np.isnan(raw):
+    if isinstance(raw, float) and raw != raw:  # NaN
         return None
-    if raw is pd.NA or raw is pd.NaT:
+    pandas = sys.modules.get("pandas")  # pd.NA / pd.NaT exist only once pandas is loaded
+    if pandas is not None and (raw is pandas.NA or raw is pandas.NaT):
         return None
     text = raw if isinstance(raw, str) else str(raw)
     text = text.strip()
@@ -480,7 +450,12 @@ def _clean_words(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _country_names() -> dict[str, str]:
-    """Cleaned country name / code -> ISO alpha-2, from phonenumbers' locale data."""
+    """Cleaned country name / code -> ISO alpha-2, from phonenumbers' locale data.
+
+    The locale data takes a third of a second to import, so it is read on first use only.
+    """
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
     names: dict[str, str] = {}
     for code, by_language in LOCALE_DATA.items():
         if len(code) != 2 or not code.isalpha():
@@ -513,7 +488,6 @@ class Normalizer:
         self.today = today or datetime.now(UTC).date()
         self.region = self.settings.phone_default_region
         self._region_code = phonenumbers.country_code_for_region(self.region)
-        self._country_names = _country_names()
         self._block_values = self.settings.blocklist_values
         wildcards = self.settings.blocklist_wildcards
         self._block_at, self._block_other = self.settings.blocklist_regexes
@@ -534,13 +508,20 @@ class Normalizer:
     def _junk(self, text: str) -> bool:
         return self._blocked(text.casefold())
 
+    @cached_property
+    def _country_names(self) -> dict[str, str]:
+        return _country_names()
+
+    def warm_up(self) -> None:
+        """Read the reference data loaded on first use now (country names), so that a
+        latency-bound caller (real-time resolution) does not pay for it on its first record."""
+        _ = self._country_names
+
     def _junk_mask(self, text: pa.Array) -> pa.Array:
         """Vectorised ``_junk`` over an Arrow string array (null stays false)."""
-        folded = pc.utf8_lower(text)
-        mask = pc.is_in(folded, value_set=pa.array(sorted(self._block_values), pa.string()))
-        for pattern in self._block_re2:
-            mask = pc.or_(mask, pc.match_substring_regex(folded, pattern=pattern))
-        return pc.fill_null(mask, False)
+        from identity._batch import junk_mask
+
+        return junk_mask(self, text)
 
     def email(self, raw: Any) -> Result:
         """Lowercased, validated address; null if invalid or a placeholder."""
@@ -576,31 +557,10 @@ class Normalizer:
         return normalized, Status.OK
 
     def email_batch(self, values: list[str]) -> list[Result]:
-        """``email`` for many distinct raw values: lowercasing, junk and the strict shape test
-        run vectorised in Arrow; only unusual addresses reach email-validator."""
-        text = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array(values, type=pa.string())))
-        text = pc.utf8_trim_whitespace(
-            pc.replace_substring_regex(text, pattern="^mailto:", replacement="")
-        )
-        junk = self._junk_mask(text)
-        plain = pc.and_(
-            pc.match_substring_regex(text, pattern=f"^{_PLAIN_EMAIL.pattern}$"),
-            pc.less_equal(pc.utf8_length(text), _MAX_EMAIL),
-        )
-        results: list[Result] = []
-        for is_junk, is_plain, address in zip(
-            junk.to_pylist(), plain.to_pylist(), text.to_pylist(), strict=True
-        ):
-            if not address:
-                results.append(_MISSING)
-            elif is_junk:
-                results.append((None, Status.JUNK))
-            elif is_plain:
-                user, _, domain = address.rpartition("@")
-                results.append(self._plain_email(address, user, domain))
-            else:
-                results.append(self._validated_email(address))
-        return results
+        """``email`` for many distinct raw values, vectorised (see ``identity._batch``)."""
+        from identity._batch import email_batch
+
+        return email_batch(self, values)
 
     def phone(self, raw: Any) -> Result:
         """E.164 number; null if it is not a valid number or a placeholder."""
@@ -613,32 +573,10 @@ class Normalizer:
         return self._phone_digits(_NON_DIGITS.sub("", text), text.startswith(("+", "00")))
 
     def phone_batch(self, values: list[str]) -> list[Result]:
-        """``phone`` for many distinct raw values: the text work runs vectorised in Arrow and
-        each distinct digit string is validated once."""
-        text = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
-        junk = self._junk_mask(text)
-        text = pc.replace_substring_regex(text, pattern=_EXTENSION_RE2, replacement="")
-        international = pc.or_(pc.starts_with(text, "+"), pc.starts_with(text, "00"))
-        digits = pc.replace_substring_regex(text, pattern=r"\D", replacement="")
-        cache: dict[tuple[str, bool], Result] = {}
-        results: list[Result] = []
-        for is_junk, intl, number, raw in zip(
-            junk.to_pylist(),
-            international.to_pylist(),
-            digits.to_pylist(),
-            text.to_pylist(),
-            strict=True,
-        ):
-            if not raw:
-                results.append(_MISSING)
-            elif is_junk:
-                results.append((None, Status.JUNK))
-            else:
-                key = (number, bool(intl))
-                if key not in cache:
-                    cache[key] = self._phone_digits(number, bool(intl))
-                results.append(cache[key])
-        return results
+        """``phone`` for many distinct raw values, vectorised (see ``identity._batch``)."""
+        from identity._batch import phone_batch
+
+        return phone_batch(self, values)
 
     def _phone_digits(self, digits: str, international: bool) -> Result:
         if not digits:
@@ -763,36 +701,10 @@ class Normalizer:
         return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words.split(" ")), Status.OK
 
     def street_address_batch(self, values: list[str]) -> list[Result]:
-        """``street_address`` for many distinct values: ASCII ones are cleaned and abbreviated
-        by vectorised Arrow passes, the rest (accents) one by one."""
-        text = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
-        junk = self._junk_mask(text).to_pylist()
-        ascii_mask = pc.fill_null(pc.string_is_ascii(text), False).to_pylist()
-        words = pc.utf8_lower(text)
-        words = pc.replace_substring(words, pattern="#", replacement=" ")
-        words = pc.replace_substring_regex(words, pattern=r"['`.]", replacement="")
-        words = pc.replace_substring_regex(words, pattern=r"[^a-z0-9\s]|_", replacement=" ")
-        words = pc.utf8_trim_whitespace(
-            pc.replace_substring_regex(words, pattern=r"\s+", replacement=" ")
-        )
-        for long, short in STREET_ABBREVIATIONS.items():
-            if long != short:
-                words = pc.replace_substring_regex(words, pattern=rf"\b{long}\b", replacement=short)
-        results: list[Result] = []
-        for raw, is_junk, is_ascii, cleaned in zip(
-            values, junk, ascii_mask, words.to_pylist(), strict=True
-        ):
-            if not is_ascii:
-                results.append(self.street_address(raw))
-            elif not (raw or "").strip():
-                results.append(_MISSING)
-            elif is_junk:
-                results.append((None, Status.JUNK))
-            elif not cleaned:
-                results.append((None, Status.INVALID))
-            else:
-                results.append((cleaned, Status.OK))
-        return results
+        """``street_address`` for many distinct values, vectorised (see ``identity._batch``)."""
+        from identity._batch import street_address_batch
+
+        return street_address_batch(self, values)
 
     def postal_code(self, raw: Any, *, is_us: bool) -> Result:
         """Uppercase without spaces; US codes become the 5-digit ZIP (leading zeros restored)."""
@@ -889,7 +801,12 @@ class Normalizer:
         out["city"] = self.place(raw.get("city"))[0]
         out["region"] = self.region_name(raw.get("region"))[0]
         observed = raw.get("observed_at")
-        out["observed_at"] = pd.Timestamp(observed).tz_convert(UTC) if _text(observed) else None
+        if _text(observed):
+            import pandas as pd
+
+            out["observed_at"] = pd.Timestamp(observed).tz_convert(UTC)
+        else:
+            out["observed_at"] = None
         return out
 
     def _is_us(self, country: str | None) -> bool:
@@ -899,75 +816,15 @@ class Normalizer:
 
     def frame(self, records: pd.DataFrame) -> tuple[pd.DataFrame, NormalizationReport]:
         """Normalize a frame of raw records (see CONTRACT.md for input and output columns)."""
-        n = len(records)
-        report = NormalizationReport(records=n)
-        out: dict[str, pd.Series] = {}
-        for key in ("record_uid", "source", "record_id"):
-            out[key] = _trimmed(records[key]) if key in records else _null_str(n)
-        if "record_uid" not in records and {"source", "record_id"} <= set(records.columns):
-            out["record_uid"] = out["source"] + ":" + out["record_id"]
+        normalized = self.normalize(records)
+        return normalized.records, normalized.report
 
-        def apply(
-            name: str,
-            func: Callable[[Any], Result],
-            batch: Callable[[list[Any]], list[Result]] | None = None,
-        ) -> _Column:
-            return _Column.apply(records.get(name), func, report, name, n, batch)
+    def normalize(self, records: pd.DataFrame) -> Normalized:
+        """One pass over raw records: the normalized record frame the matcher compares, and
+        identity_attributes (golden-ready values with their status, people records only)."""
+        from identity._batch import normalize_frame
 
-        email = apply("email", self.email, self.email_batch)
-        out["email"] = email.to_series()
-        out["email_user"] = email.map(lambda e: e.rpartition("@")[0]).to_series()
-        out["email_domain"] = email.map(lambda e: e.rpartition("@")[2]).to_series()
-        out["phone"] = apply("phone", self.phone, self.phone_batch).to_series()
-        first = apply("first_name", self.name)
-        last = apply("last_name", self.name)
-        if records.get("full_name") is not None:
-            split = apply("full_name", self.full_name).to_objects()
-            first_names, last_names = first.to_objects(), last.to_objects()
-            has_split = pd.notna(split)
-            fill_first = has_split & pd.isna(first_names)
-            fill_last = has_split & pd.isna(last_names)
-            first_names[fill_first] = [s[0] for s in split[fill_first]]
-            last_names[fill_last] = [s[1] for s in split[fill_last]]
-            first, last = _Column.of(first_names), _Column.of(last_names)
-        out["first_name"] = first.to_series()
-        out["first_name_canonical"] = first.map(canonical_first_name).to_series()
-        out["last_name"] = last.to_series()
-        out["birth_date"] = apply("birth_date", self.birth_date).to_series()
-        out["street_address"] = apply(
-            "street_address", self.street_address, self.street_address_batch
-        ).to_series()
-        country = apply("country", self.country)
-        out["country"] = country.to_series()
-        is_us = (
-            out["country"].eq("US") | (out["country"].isna() & (self.region == "US"))
-        ).to_numpy(bool)
-        us = _Column.apply(
-            records.get("postal_code"), lambda v: self.postal_code(v, is_us=True), None, "", n
-        )
-        other = us.remap(lambda v: self.postal_code(v, is_us=False))
-        postal = np.where(is_us, us.to_objects(), other.to_objects())
-        valid = us.codes >= 0
-        if valid.any() and us.statuses is not None and other.statuses is not None:
-            codes = us.codes[valid]
-            status = np.where(is_us[valid], us.statuses[codes], other.statuses[codes])
-            report.add(
-                "postal_code",
-                invalid=int((status == Status.INVALID).sum()),
-                junk=int((status == Status.JUNK).sum()),
-            )
-        out["postal_code"] = _Column.of(postal).to_series()
-        out["city"] = apply("city", self.place).to_series()
-        out["region"] = apply("region", self.region_name).to_series()
-        observed = records.get("observed_at")
-        if observed is not None:
-            parsed = pd.to_datetime(observed, utc=True, errors="coerce", format="mixed")
-            report.add("observed_at", invalid=int((parsed.isna() & observed.notna()).sum()), junk=0)
-            out["observed_at"] = parsed.astype("datetime64[us, UTC]").reset_index(drop=True)
-        else:
-            out["observed_at"] = pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
-        frame = pd.DataFrame({c: out[c].reset_index(drop=True) for c in NORMALIZED_COLUMNS})
-        return frame, report
+        return normalize_frame(self, records)
 
 
 def _day_month(first: int, second: int) -> tuple[int, int]:
@@ -979,107 +836,6 @@ def _day_month(first: int, second: int) -> tuple[int, int]:
     if second > 12 >= first:
         return second, first
     return first, second
-
-
-def _null_str(n: int) -> pd.Series:
-    return pd.Series(pa.nulls(n, pa.string()), dtype="str")
-
-
-def _as_text_array(series: pd.Series) -> pa.Array:
-    """Any column as an Arrow string array (datetimes as ISO dates; other types via str)."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
-        series.dtype
-    ):
-        series = series.dt.strftime("%Y-%m-%d")
-    if series.dtype != "str":
-        series = series.astype("str")
-    array = pa.array(series)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array
-
-
-def _trimmed(series: pd.Series) -> pd.Series:
-    """Text without surrounding whitespace; empty becomes null."""
-    array = pc.utf8_trim_whitespace(_as_text_array(series))
-    array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
-    return pd.Series(array, dtype="str")
-
-
-class _Column:
-    """A normalized column as codes into per-distinct-value results (work once per value)."""
-
-    def __init__(
-        self,
-        codes: np.ndarray,
-        values: list[Any],
-        uniques: list[Any] | None = None,
-        statuses: np.ndarray | None = None,
-    ) -> None:
-        self.codes = codes
-        self.values = values
-        self.uniques = uniques
-        self.statuses = statuses
-
-    @classmethod
-    def apply(
-        cls,
-        series: pd.Series | None,
-        func: Callable[[Any], Result],
-        report: NormalizationReport | None,
-        attribute: str,
-        n: int,
-        batch: Callable[[list[Any]], list[Result]] | None = None,
-    ) -> _Column:
-        """Run ``func`` (or ``batch`` on all of them) once per distinct value; count
-        invalid/junk/corrected rows."""
-        if series is None:
-            return cls(np.full(n, -1, dtype=np.int64), [], [], np.zeros(0, dtype=np.int8))
-        encoded = pc.dictionary_encode(_as_text_array(series))
-        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        uniques = encoded.dictionary.to_pylist()
-        results = batch(uniques) if batch is not None else [func(u) for u in uniques]
-        statuses = np.array([int(r[1]) for r in results], dtype=np.int8)
-        if report is not None and uniques:
-            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-            report.add(
-                attribute,
-                invalid=int(counts[statuses == Status.INVALID].sum()),
-                junk=int(counts[statuses == Status.JUNK].sum()),
-                corrected=int(counts[statuses == Status.CORRECTED].sum()),
-            )
-        return cls(codes, [r[0] for r in results], uniques, statuses)
-
-    @classmethod
-    def of(cls, objects: np.ndarray) -> _Column:
-        """Wrap a row-level object array (None = null)."""
-        codes, uniques = pd.factorize(objects, use_na_sentinel=True)
-        return cls(codes.astype(np.int64), list(uniques))
-
-    def remap(self, func: Callable[[Any], Result]) -> _Column:
-        """The same distinct inputs through another normalizer."""
-        if self.uniques is None:
-            raise ValueError("remap needs the raw distinct values")
-        results = [func(u) for u in self.uniques]
-        statuses = np.array([int(r[1]) for r in results], dtype=np.int8)
-        return _Column(self.codes, [r[0] for r in results], self.uniques, statuses)
-
-    def map(self, func: Callable[[Any], Any]) -> _Column:
-        """Derive another column from the normalized values (nulls stay null)."""
-        return _Column(self.codes, [None if v is None else func(v) for v in self.values])
-
-    def to_objects(self) -> np.ndarray:
-        """Row-level object array."""
-        values = np.empty(len(self.values) + 1, dtype=object)
-        values[: len(self.values)] = self.values
-        values[-1] = None
-        return values[self.codes]
-
-    def to_series(self) -> pd.Series:
-        """Row-level pandas string column, built by an Arrow take (no per-row Python)."""
-        values = pa.array(self.values, type=pa.string())
-        indices = pa.array(self.codes, mask=self.codes < 0)
-        return pd.Series(values.take(indices), dtype="str")
 
 
 def normalize_with_report(

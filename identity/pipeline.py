@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from identity._frames import arrow_frame, conform, empty_frame
 from identity.graph import ClusterResult, SplitEvent, resolve_clusters
 from identity.ids import (
     IdAssignment,
@@ -35,28 +36,34 @@ from identity.ids import (
 from identity.model import TrainedModel, train_model
 from identity.normalize import NormalizationReport, Normalizer
 from identity.rules import (
-    AUDITED_EDGE_COLUMNS,
     RuleResult,
     RuleStats,
-    arrow_frame,
     deterministic_edges,
     empty_edge_frame,
     guard_model_edges,
     normalize_identifiers,
 )
 from identity.settings import IdentitySettings
+from identity.vocabulary import (
+    ALIASES_FILE,
+    ATTRIBUTE_SCHEMA,
+    ATTRIBUTES_FILE,
+    AUDITED_EDGE_COLUMNS,
+    EDGE_SCHEMA,
+    EDGES_FILE,
+    HISTORY_FILE,
+    IDENTIFIERS_FILE,
+    IDENTIFIERS_SCHEMA,
+    IDENTITY_MAP_FILE,
+    MODEL_FILE,
+    RECORDS_FILE,
+    STATS_FILE,
+    TABLE_SCHEMAS,
+    WEAK_VALUES_FILE,
+    pandas_dtypes,
+)
 
 logger = logging.getLogger(__name__)
-
-IDENTITY_MAP_FILE: Final[str] = "identity_map.parquet"
-IDENTIFIERS_FILE: Final[str] = "identity_identifiers.parquet"
-EDGES_FILE: Final[str] = "identity_edges.parquet"
-HISTORY_FILE: Final[str] = "customer_id_history.parquet"
-ALIASES_FILE: Final[str] = "customer_aliases.parquet"
-RECORDS_FILE: Final[str] = "identity_records.parquet"
-WEAK_VALUES_FILE: Final[str] = "identity_weak_values.parquet"
-MODEL_FILE: Final[str] = "identity_model.json"
-STATS_FILE: Final[str] = "identity_stats.json"
 
 #: Fewer records than this cannot train a Fellegi-Sunter model worth trusting; rules only.
 MIN_RECORDS_FOR_MODEL: Final[int] = 50
@@ -81,6 +88,8 @@ class Resolution:
     model: TrainedModel | None
     stats: dict[str, Any] = field(default_factory=dict)
     splits: list[SplitEvent] = field(default_factory=list)
+    #: identity_attributes: golden-ready attributes of each people record, with statuses.
+    attributes: pd.DataFrame = field(default_factory=lambda: empty_frame(ATTRIBUTE_SCHEMA))
 
 
 def _timed(
@@ -129,7 +138,7 @@ def resolve(
 
     done = _timed(seconds, "normalize", progress, cpu_seconds)
     normalizer = Normalizer(settings, today=now.date())
-    normalized, report = normalizer.frame(records)
+    normalized, attributes, report = normalizer.normalize(records)
     rule_stats = RuleStats()
     named = normalize_identifiers(identifiers, normalizer, rule_stats)
     done()
@@ -167,7 +176,8 @@ def resolve(
             used=True,
             edges=len(model_edges),
             match_threshold=model.settings.match_threshold,
-            training=model.training,
+            training=model.training,  # with Splink's diagnostics (training["diagnostics"])
+            prediction=model.prediction_diagnostics,
         )
 
     done = _timed(seconds, "graph", progress, cpu_seconds)
@@ -226,6 +236,7 @@ def resolve(
         model=model,
         stats=stats,
         splits=clustered.splits,
+        attributes=attributes,
     )
 
 
@@ -234,20 +245,7 @@ def _concat_edges(rule_edges: pd.DataFrame, model_edges: pd.DataFrame) -> pd.Dat
     if not frames:
         return empty_edge_frame()
     edges = pd.concat(frames, ignore_index=True)
-    return edges.astype(
-        {
-            "record_uid_l": "str",
-            "record_uid_r": "str",
-            "evidence_type": "str",
-            "rule": "str",
-            "identifier_type": "str",
-            "match_probability": "float64",
-            "match_weight": "float64",
-            "details": "str",
-            "is_accepted": "bool",
-            "rejected_reason": "str",
-        }
-    )
+    return edges.astype(pandas_dtypes(EDGE_SCHEMA, AUDITED_EDGE_COLUMNS))
 
 
 def _causes(
@@ -355,11 +353,9 @@ def _identifiers(rules: RuleResult, identity_map: pd.DataFrame) -> pd.DataFrame:
         frame = arrow_frame(frame)
     finally:
         con.close()
-    columns = ["record_uid", "customer_id", "identifier_type", "identifier_value", "source"]
-    frame = frame.astype({c: "str" for c in columns} | {"is_shared": "bool"})
     for column in ("first_seen_at", "last_seen_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
-    return frame[[*columns, "first_seen_at", "last_seen_at", "is_shared"]]
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return conform(frame, IDENTIFIERS_SCHEMA)
 
 
 def _concat_history(previous: PreviousState | None, events: pd.DataFrame) -> pd.DataFrame:
@@ -443,11 +439,13 @@ def write_resolution(
         EDGES_FILE: resolution.edges,
         HISTORY_FILE: resolution.history,
         ALIASES_FILE: resolution.aliases,
+        ATTRIBUTES_FILE: resolution.attributes,
         RECORDS_FILE: resolution.records,
         WEAK_VALUES_FILE: resolution.weak_values,
     }
     for name, frame in tables.items():
-        _write_parquet(frame, folder / name)
+        schema = TABLE_SCHEMAS.get(name)
+        _write_parquet(frame if schema is None else conform(frame, schema), folder / name)
         written[name] = folder / name
     if resolution.model is not None:
         resolution.model.save(folder / MODEL_FILE)

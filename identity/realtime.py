@@ -29,20 +29,21 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from identity.attributes import IDENTITY_ATTRIBUTES, is_valid_identifier_name
 from identity.ids import alias_lookup, new_customer_id, resolve_alias
 from identity.model import CandidateScorer, TrainedModel
 from identity.normalize import Normalizer
-from identity.pipeline import (
+from identity.rules import NameKey, names_compatible, names_conflict
+from identity.settings import IdentitySettings
+from identity.vocabulary import (
     ALIASES_FILE,
     IDENTIFIERS_FILE,
+    IDENTITY_ATTRIBUTES,
     IDENTITY_MAP_FILE,
     MODEL_FILE,
     RECORDS_FILE,
     WEAK_VALUES_FILE,
+    is_valid_identifier_name,
 )
-from identity.rules import NameKey, names_compatible, names_conflict
-from identity.settings import IdentitySettings
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class RealtimeResolver:
         self.settings = settings or IdentitySettings()
         self.model = model
         self._normalizer = Normalizer(self.settings)
+        self._normalizer.warm_up()
         self._lock = threading.RLock()
         self._priority = self._type_priority()
         self._state = self._build_state(identity_map, identifiers, records, aliases, weak_values)

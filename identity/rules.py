@@ -29,24 +29,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from identity._frames import arrow_frame, empty_frame
 from identity.nicknames import NAME_FORMALS
 from identity.normalize import Normalizer, Status, edit_distance
 from identity.settings import IdentitySettings
+from identity.vocabulary import (
+    AUDITED_EDGE_COLUMNS,
+    EDGE_COLUMNS,
+    EDGE_SCHEMA,
+    IDENTIFIER_COLUMNS,
+    pandas_dtypes,
+)
 
 logger = logging.getLogger(__name__)
 
-EDGE_COLUMNS: Final[tuple[str, ...]] = (
-    "record_uid_l",
-    "record_uid_r",
-    "evidence_type",
-    "rule",
-    "identifier_type",
-    "match_probability",
-    "match_weight",
-    "details",
-)
-AUDITED_EDGE_COLUMNS: Final[tuple[str, ...]] = (*EDGE_COLUMNS, "is_accepted", "rejected_reason")
-IDENTIFIER_COLUMNS: Final[tuple[str, ...]] = ("record_uid", "identifier_type", "identifier_value")
 _NAMED_GUARDS: Final[dict[str, str]] = {
     "email": "max_distinct_names_per_email",
     "phone": "max_distinct_names_per_phone",
@@ -91,7 +87,7 @@ class RuleResult:
 
 def empty_identifier_frame() -> pd.DataFrame:
     """The long identifier frame with no rows."""
-    return pd.DataFrame({c: pd.Series(dtype="str") for c in IDENTIFIER_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype="str") for c in IDENTIFIER_COLUMNS[:3]})
 
 
 def normalize_identifiers(
@@ -327,18 +323,6 @@ def _identifiers_table(identifiers: pd.DataFrame | None) -> pa.Table:
         else:
             arrays[name] = pa.array(identifiers[name].astype("str"), type=type_)
     return pa.table(arrays)
-
-
-def arrow_frame(table: pa.Table) -> pd.DataFrame:
-    """Arrow -> pandas with the platform's ``str`` columns, without per-value conversion."""
-    data = {}
-    for name in table.column_names:
-        column = table[name]
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            data[name] = pd.Series(column, dtype="str")
-        else:
-            data[name] = column.to_pandas()
-    return pd.DataFrame(data)
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> pd.DataFrame:
@@ -584,40 +568,12 @@ def _weak_values(
 def _edge_dtypes(edges: pd.DataFrame) -> pd.DataFrame:
     if edges.empty:
         return empty_edge_frame()
-    return edges.astype(
-        {
-            "record_uid_l": "str",
-            "record_uid_r": "str",
-            "evidence_type": "str",
-            "rule": "str",
-            "identifier_type": "str",
-            "match_probability": "float64",
-            "match_weight": "float64",
-            "details": "str",
-            "is_accepted": "bool",
-            "rejected_reason": "str",
-        }
-    ).reset_index(drop=True)
+    return edges.astype(pandas_dtypes(EDGE_SCHEMA, AUDITED_EDGE_COLUMNS)).reset_index(drop=True)
 
 
 def empty_edge_frame(*, audited: bool = True) -> pd.DataFrame:
     """An edge frame with no rows and the contract's dtypes."""
-    frame = pd.DataFrame(
-        {
-            "record_uid_l": pd.Series(dtype="str"),
-            "record_uid_r": pd.Series(dtype="str"),
-            "evidence_type": pd.Series(dtype="str"),
-            "rule": pd.Series(dtype="str"),
-            "identifier_type": pd.Series(dtype="str"),
-            "match_probability": pd.Series(dtype="float64"),
-            "match_weight": pd.Series(dtype="float64"),
-            "details": pd.Series(dtype="str"),
-        }
-    )
-    if audited:
-        frame["is_accepted"] = pd.Series(dtype="bool")
-        frame["rejected_reason"] = pd.Series(dtype="str")
-    return frame
+    return empty_frame(EDGE_SCHEMA, AUDITED_EDGE_COLUMNS if audited else EDGE_COLUMNS)
 
 
 def rule_strength(rules: Sequence[str], unique_types: Sequence[str]) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Identity-resolution settings: the ``identity:`` section of cdp.yml, validated strictly.
 
-Every guard threshold lives here so a user can tune resolution without code, and so that an
-invalid section fails at start with a message naming the key instead of surprising a run.
+Every guard threshold and model setting lives here so a user can tune resolution without
+code, and so that an invalid section fails at start with a message naming the key instead of
+surprising a run. Light on purpose (pydantic and phonenumbers, no pandas or Splink): the API
+loads these settings to normalize lookups exactly as the run did.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from identity.attributes import is_valid_identifier_name
-from identity.model import ModelSettings
+from identity.blocking import DEFAULT_BLOCKING_KEYS, BlockingKey, parse_blocking_rule
+from identity.vocabulary import is_valid_identifier_name
 
 #: Values real systems use when a field had to be filled but nobody knew it.
 DEFAULT_BLOCKLIST: tuple[str, ...] = (
@@ -86,6 +88,66 @@ DEFAULT_BLOCKLIST: tuple[str, ...] = (
     "fake",
     "sample",
 )
+
+
+class ModelSettings(BaseModel):
+    """How the model is trained and applied (``identity.model`` in cdp.yml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match_threshold: float = Field(
+        default=0.99, gt=0.0, lt=1.0, description="minimum match probability of a model edge"
+    )
+    blocking_rules: list[str] | None = Field(
+        default=None,
+        description="rules 'l.a = r.a and l.b = r.b' over normalized columns; None: defaults "
+        "tuned for millions of records",
+    )
+    max_pairs_for_u: int = Field(
+        default=1_000_000, ge=10_000, description="random pairs sampled to estimate u"
+    )
+    seed: int = Field(default=42, description="seed of every random sample, for reproducibility")
+    max_block_size: int = Field(
+        default=500,
+        ge=2,
+        description="a blocking-key value shared by more records than this generates no pairs "
+        "(placeholder or shared values would otherwise explode the comparisons)",
+    )
+    training_sample_records: int = Field(
+        default=300_000, ge=1_000, description="train on a random sample of at most this many"
+    )
+    em_max_pairs: int = Field(
+        default=2_000_000, ge=10_000, description="cap on the pairs of each EM session"
+    )
+    deterministic_rules_recall: float = Field(
+        default=0.7,
+        gt=0.0,
+        le=1.0,
+        description="assumed share of true matches that exact name+birth date or "
+        "email+name rules find; sets the prior match probability",
+    )
+    threads: int | None = Field(default=None, ge=1, description="DuckDB threads; None: all")
+
+    @field_validator("blocking_rules")
+    @classmethod
+    def _rules_parse(cls, rules: list[str] | None) -> list[str] | None:
+        if rules is None:
+            return None
+        if not rules:
+            raise ValueError("blocking_rules must not be empty; omit it to use the defaults")
+        for rule in rules:
+            parse_blocking_rule(rule)
+        return rules
+
+    def blocking_keys(self) -> tuple[BlockingKey, ...]:
+        """The keys that generate candidate pairs, defaults or parsed from the rules."""
+        if self.blocking_rules is None:
+            return DEFAULT_BLOCKING_KEYS
+        keys = [parse_blocking_rule(rule) for rule in self.blocking_rules]
+        names = [k.name for k in keys]
+        if len(set(names)) != len(names):
+            raise ValueError(f"blocking_rules repeat a rule: {names}")
+        return tuple(keys)
 
 
 class IdentitySettingsError(ValueError):

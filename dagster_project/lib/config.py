@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from identity.attributes import IDENTITY_ATTRIBUTES, is_valid_identifier_name
+from identity import IDENTITY_ATTRIBUTES, ColumnMapping, ColumnRef
 
 
 class ConfigError(ValueError):
@@ -177,8 +177,6 @@ LINEAGE_COLUMNS: tuple[str, ...] = (
 
 SOURCE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
-ColumnRef = str | list[str]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -235,16 +233,18 @@ def _check_limits(limits: IngestLimits, where: str, field_limit_set: bool) -> No
         )
 
 
-class SourceConfig(_Strict):
-    """One delivered data set and how its columns map onto canonical fields."""
+class SourceConfig(ColumnMapping):
+    """One delivered data set and how its columns map onto canonical fields.
+
+    The ``mapping`` and ``identifiers`` keys are identity's :class:`ColumnMapping` (the same
+    model ``cdp identity resolve --mapping`` reads), checked against this source's kind.
+    """
 
     name: str
     kind: SourceKind
     format: Literal["csv", "jsonl", "parquet"]
     path: str = Field(description="glob relative to the landing folder, or absolute")
     record_key: ColumnRef
-    mapping: dict[str, ColumnRef] = Field(default_factory=dict)
-    identifiers: dict[str, str] = Field(default_factory=dict)
     trust: int = Field(default=100, ge=0, description="survivorship rank; lower wins")
     options: SourceOptions = Field(default_factory=SourceOptions)
     ingest: IngestLimits = Field(
@@ -273,13 +273,7 @@ class SourceConfig(_Strict):
     @model_validator(mode="after")
     def _mapping_matches_kind(self) -> SourceConfig:
         fields = {f.name: f for f in KIND_FIELDS[self.kind]}
-        for target in self.mapping:
-            if target not in fields:
-                known = ", ".join(sorted(fields))
-                raise ValueError(
-                    f"mapping.{target}: '{target}' is not a field of kind '{self.kind}' "
-                    f"(known: {known}); put named identifiers under 'identifiers'"
-                )
+        self.check_fields(sorted(fields), f"a field of kind '{self.kind}'")
         missing = [f.name for f in fields.values() if f.required and f.name not in self.mapping]
         if missing:
             raise ValueError(
@@ -287,12 +281,7 @@ class SourceConfig(_Strict):
             )
         if self.identifiers and self.kind not in KINDS_WITH_IDENTIFIERS:
             raise ValueError(f"identifiers: kind '{self.kind}' does not carry identifiers")
-        for ident in self.identifiers:
-            if not is_valid_identifier_name(ident) or ident in fields or ident in LINEAGE_COLUMNS:
-                raise ValueError(
-                    f"identifiers.{ident}: '{ident}' must be a snake_case name that is not a "
-                    "canonical field or lineage column"
-                )
+        self.check_identifiers({*fields, *LINEAGE_COLUMNS}, "a canonical field or lineage column")
         return self
 
     @property
@@ -307,11 +296,7 @@ class SourceConfig(_Strict):
 
     def mapped_columns(self) -> set[str]:
         """Every source column the config names; the rest are passthrough."""
-        cols: set[str] = set(self.record_key_columns)
-        for ref in self.mapping.values():
-            cols.update([ref] if isinstance(ref, str) else ref)
-        cols.update(self.identifiers.values())
-        return cols
+        return set(self.record_key_columns) | super().mapped_columns()
 
 
 class IdentityConfig(BaseModel):

@@ -15,7 +15,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from dbt_tiny_world import TinyWorld, build_tiny_world, run_dbt
+
+from tests.support.dbt_tiny_world import TinyWorld, build_tiny_world, run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +181,7 @@ def test_golden_record_follows_survivorship(warehouse: duckdb.DuckDBPyConnection
     # ...the later crm version (last name Jones, changed 2025-08-01) is not visible yet...
     assert alice["last_name"] == "Smith"
     # ...the phone only the shop has survives from there, with the shop's observation time.
-    assert (alice["phone"], alice["phone_source"]) == ("+1 617 555 0101", "shop_accounts")
+    assert (alice["phone"], alice["phone_source"]) == ("+15202137631", "shop_accounts")
     assert alice["phone_updated_at"] == datetime(2025, 5, 1, 10, tzinfo=UTC)
     # Consent: the newest statement (the shop account, 2025-05-01) wins over trust.
     assert (alice["has_email_consent"], alice["has_email_consent_source"]) == (
@@ -190,6 +191,47 @@ def test_golden_record_follows_survivorship(warehouse: duckdb.DuckDBPyConnection
     assert alice["email"] == "alice@example.com" and alice["record_count"] == 4
     assert customers["cus_d"]["is_anonymous"] and customers["cus_d"]["email"] is None
     assert customers["cus_e"]["first_name"] is None  # signed up after the as-of date
+
+
+def test_golden_record_takes_identity_normalization(
+    warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    """The golden record agrees with lookups: identity's E.164 phone and validated email, and a
+    junk value never survives (it counts as null, so the next-best record's value wins)."""
+    alice = by_customer(warehouse, "customers")["cus_a"]
+    # shop A1 wrote "(520) 213-7631": golden in E.164, as the API documents and looks it up
+    assert (alice["phone"], alice["phone_source"]) == ("+15202137631", "shop_accounts")
+    # crm C1 (trust 10) says test@example.com, a blocklisted placeholder: not golden; the shop
+    # account's " ALICE@Example.com " (trust 20) survives, normalized
+    assert (alice["email"], alice["email_source"]) == ("alice@example.com", "shop_accounts")
+    # the crm record still wins the attributes it holds for real
+    assert (alice["first_name"], alice["first_name_source"]) == ("Alice", "crm")
+    resolved = rows(
+        warehouse,
+        "select record_id, email, phone, phone_as_written "
+        "from int_people_resolved where customer_id = 'cus_a' order by record_id",
+    )
+    assert resolved == [
+        {
+            "record_id": "A1",
+            "email": "alice@example.com",
+            "phone": "+15202137631",
+            "phone_as_written": "(520) 213-7631",
+        },
+        {
+            "record_id": "C1",
+            "email": None,
+            "phone": None,
+            "phone_as_written": None,
+        },
+    ]
+    statuses = dict(
+        warehouse.execute(
+            "select record_id, email_status from stg_identity__identity_attributes "
+            "where record_id in ('C1', 'A1')"
+        ).fetchall()
+    )
+    assert statuses == {"C1": "junk", "A1": "ok"}
 
 
 def test_segments_hold_the_expected_members(warehouse: duckdb.DuckDBPyConnection) -> None:
@@ -285,7 +327,8 @@ def test_as_of_equals_running_on_data_truncated_at_that_date(
 def test_later_build_records_entries_and_exits(world: TinyWorld, tmp_path: Path) -> None:
     home = tmp_path / "later"
     shutil.copytree(world.workspace.home, home, ignore=shutil.ignore_patterns("dbt_target"))
-    later = build_tiny_world(home)  # same files; keeps the copied warehouse and its history
+    # same files, identity re-run as of the later date; keeps the copied warehouse and history
+    later = build_tiny_world(home, identity_as_of=date(2025, 9, 30))
     _build(later, as_of=date(2025, 9, 30))
     with duckdb.connect(str(later.workspace.warehouse), read_only=True) as connection:
         connection.execute("set TimeZone = 'UTC'")

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from identity_testdata import make_persons, messy_records
+
+from tests.support.identity_data import make_persons, messy_records
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +22,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def trained_model(people_world):
     """One real Splink model trained on the constructed world, shared by the session."""
-    from identity.model import ModelSettings, train_model
-    from identity.normalize import normalize_records
+    from identity import ModelSettings, normalize_records, train_model
 
     records, _, _ = people_world
     return train_model(normalize_records(records), ModelSettings())
@@ -31,8 +31,7 @@ def trained_model(people_world):
 @pytest.fixture(scope="session")
 def resolved_people(people_world, trained_model):
     """The constructed world resolved once (rules + the shared model)."""
-    from identity.pipeline import resolve
-    from identity.settings import IdentitySettings
+    from identity import IdentitySettings, resolve
 
     records, identifiers, _ = people_world
     return resolve(

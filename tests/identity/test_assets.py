@@ -13,8 +13,7 @@ from dagster_project.defs.identity.checks import build_identity_checks
 from dagster_project.defs.ingest.assets import build_ingest_assets
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.settings import PlatformSettings
-from identity.evaluate import evaluate_clusters
-from identity.pipeline import MODEL_FILE, STATS_FILE
+from identity import MODEL_FILE, STATS_FILE, evaluate_clusters
 
 pytestmark = pytest.mark.slow
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from dagster_project.cli.identity import app
 
@@ -312,3 +313,144 @@ def test_evaluate_rejects_truth_without_columns(resolved, tmp_path):
     truth.write_text("record_id,person\nrec-1-org,e1\n")
     result = CliRunner().invoke(app, ["evaluate", "--clusters", str(out), "--truth", str(truth)])
     assert result.exit_code == 2 and "entity_id" in result.output
+
+
+# -- cdp identity explain -------------------------------------------------------------------
+
+EXPLAIN_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def explained_home(tmp_path_factory) -> Path:
+    """A CDP_HOME whose lake/identity holds a rules-only run: a person in three records (CRM,
+    shop, cookie), a household sharing a phone under two names, a unique loyalty-id conflict."""
+    from identity import IdentitySettings, resolve, write_resolution
+
+    records = pd.DataFrame(
+        [
+            {"record_uid": "crm:1", "first_name": "Robert", "last_name": "Smith",
+             "email": "bob@x.com", "phone": "2125550101"},
+            {"record_uid": "shop:1", "first_name": "Bob", "last_name": "Smith",
+             "email": "BOB@x.com"},
+            {"record_uid": "web:cookie:c1"},
+            {"record_uid": "crm:2", "first_name": "Mary", "last_name": "Jones",
+             "phone": "2125550199", "birth_date": "1970-01-01"},
+            {"record_uid": "crm:3", "first_name": "Paul", "last_name": "Jones",
+             "phone": "2125550199", "birth_date": "1968-02-02"},
+            {"record_uid": "crm:4", "first_name": "Ann", "last_name": "Lee"},
+            {"record_uid": "crm:5", "first_name": "Ann", "last_name": "Lee"},
+        ]
+    )  # fmt: skip
+    records["source"] = records["record_uid"].str.split(":").str[0]
+    records["record_id"] = records["record_uid"].str.split(":", n=1).str[1]
+    identifiers = pd.DataFrame(
+        [
+            ("shop:1", "account_id", "A1"),
+            ("web:cookie:c1", "cookie_id", "c1"),
+            ("web:cookie:c1", "account_id", "A1"),
+            ("crm:4", "loyalty_id", "L4"),
+            ("crm:5", "loyalty_id", "L5"),
+            ("crm:4", "account_id", "A4"),
+            ("crm:5", "account_id", "A4"),
+        ],
+        columns=["record_uid", "identifier_type", "identifier_value"],
+    )
+    resolution = resolve(
+        records, identifiers, IdentitySettings(), train=False, run_id="r1", now=EXPLAIN_NOW
+    )
+    home = tmp_path_factory.mktemp("explain_home")
+    write_resolution(resolution, home / "lake" / "identity")
+    return home
+
+
+def explain_cli(*args: str) -> Result:
+    return CliRunner().invoke(app, ["explain", *args], env={"COLUMNS": "200"})
+
+
+def test_explain_two_records_of_one_customer_shows_the_path(explained_home: Path) -> None:
+    result = explain_cli(
+        "--record", "crm:1", "--record", "web:cookie:c1", "--home", str(explained_home)
+    )
+    assert result.exit_code == 0, result.output
+    assert "crm:1 and web:cookie:c1 are one customer" in result.output
+    lines = result.output.splitlines()
+    shop = next(i for i, line in enumerate(lines) if "shop:1" in line and "same_email" in line)
+    cookie = next(
+        i for i, line in enumerate(lines) if "web:cookie:c1" in line and "same_acc" in line
+    )
+    assert shop < cookie
+    assert "b***@x.com" in result.output  # identity's own masked value, not the address
+
+
+def test_explain_names_the_guard_that_refused_the_link(explained_home: Path) -> None:
+    result = explain_cli("--record", "crm:2", "--record", "crm:3", "--home", str(explained_home))
+    assert result.exit_code == 0, result.output
+    assert "are different customers" in result.output
+    assert "max_distinct_names_per_phone" in result.output
+    assert "no saved model" in result.output
+
+
+def test_explain_reports_a_split_by_a_unique_identifier(explained_home: Path) -> None:
+    result = explain_cli("--record", "crm:4", "--record", "crm:5", "--home", str(explained_home))
+    assert result.exit_code == 0, result.output
+    assert "split:unique_loyalty_id" in result.output
+
+
+def test_explain_a_customer_lists_records_and_links(explained_home: Path) -> None:
+    identity_map = pd.read_parquet(explained_home / "lake" / "identity" / "identity_map.parquet")
+    customer = identity_map.set_index("record_uid").loc["crm:1", "customer_id"]
+    by_id = explain_cli("--customer-id", customer, "--home", str(explained_home))
+    assert by_id.exit_code == 0, by_id.output
+    assert f"customer {customer}: 3 record(s), 2 accepted link(s)" in by_id.output
+    for uid in ("crm:1", "shop:1", "web:cookie:c1"):
+        assert uid in by_id.output
+    by_record = explain_cli("--record", "shop:1", "--home", str(explained_home))
+    assert by_record.exit_code == 0 and by_record.output == by_id.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--record", "crm:99", "--record", "crm:1"], "no record 'crm:99' in the identity map"),
+        (["--record", "crm:99"], "no record 'crm:99' in the identity map"),
+        (["--customer-id", "cus_nobody"], "no customer 'cus_nobody' in the identity map"),
+        (["--record", "crm1"], "write it as SOURCE:RECORD_ID"),
+        ([], "give --customer-id ID, or --record SOURCE:RECORD_ID once or twice"),
+        (["--customer-id", "c", "--record", "crm:1"], "give --customer-id ID"),
+    ],
+)
+def test_explain_fails_clearly_on_unknown_input(
+    explained_home: Path, args: list[str], message: str
+) -> None:
+    result = explain_cli(*args, "--home", str(explained_home))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_explain_without_identity_outputs_says_what_to_run(tmp_path: Path) -> None:
+    result = explain_cli("--customer-id", "cus_1", "--home", str(tmp_path))
+    assert result.exit_code == 2
+    assert "no identity outputs in" in result.output and "cdp run" in result.output
+
+
+def test_explain_scores_two_unlinked_records_with_the_saved_model(
+    resolved_people, people_world, tmp_path: Path
+) -> None:
+    from identity import write_resolution
+
+    _, _, truth = people_world
+    write_resolution(resolved_people, tmp_path / "lake" / "identity")
+    owner = resolved_people.identity_map.set_index("record_uid")["customer_id"]
+    records = resolved_people.records.dropna(subset=["last_name"])
+    same_last = records.groupby("last_name")["record_uid"].apply(list)
+    a, b = next(
+        (a, b)
+        for uids in same_last
+        for a in uids
+        for b in uids
+        if a < b and truth[a] != truth[b] and owner[a] != owner[b]
+    )
+    result = explain_cli("--record", a, "--record", b, "--home", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "below the threshold" in result.output or "never compared" in result.output

@@ -7,9 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from identity.collect import collect_records, read_parquet_folder
-from identity.pipeline import resolve
-from identity.settings import IdentitySettings
+from identity import IdentitySettings, collect_records, resolve
+from identity.collect import read_parquet_folder
 
 
 def _ts(text: str) -> pd.Timestamp:

@@ -5,10 +5,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from identity.explain import explain_customer, explain_pair
-from identity.ids import PreviousState
-from identity.pipeline import resolve
-from identity.settings import IdentitySettings
+from identity import IdentitySettings, PreviousState, explain_customer, explain_pair, resolve
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -183,7 +180,7 @@ def test_explain_pair_reports_the_model_score(resolved_people, trained_model, pe
 
 
 def test_previous_state_of_a_resolution_round_trips(small_resolution, tmp_path):
-    from identity.pipeline import read_previous_state, write_resolution
+    from identity import read_previous_state, write_resolution
 
     write_resolution(small_resolution, tmp_path)
     state = read_previous_state(tmp_path)

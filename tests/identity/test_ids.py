@@ -5,13 +5,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from identity.ids import (
-    PreviousState,
-    alias_lookup,
-    assign_customer_ids,
-    new_customer_id,
-    resolve_alias,
-)
+from identity import PreviousState, resolve_alias
+from identity.ids import alias_lookup, assign_customer_ids, new_customer_id
 
 T1 = datetime(2026, 1, 1, tzinfo=UTC)
 T2 = datetime(2026, 1, 2, tzinfo=UTC)

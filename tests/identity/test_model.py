@@ -7,22 +7,22 @@ Real Splink training on a constructed world (identity-core's ``messy_records`` n
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import warnings
 from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import splink
 from pydantic import ValidationError
 
-from identity.comparisons import COMPARED_COLUMNS, MIN_COMPARED_ATTRIBUTES, comparison_specs
-from identity.model import (
-    EDGE_COLUMNS,
-    CandidateScorer,
-    ModelSettings,
-    TrainedModel,
-    train_model,
-)
-from identity.normalize import normalize_records
+from identity import EDGE_COLUMNS, ModelSettings, TrainedModel, normalize_records, train_model
+from identity._splink_log import capture_splink
+from identity.blocking import COMPARED_COLUMNS
+from identity.comparisons import MIN_COMPARED_ATTRIBUTES, comparison_specs
+from identity.model import CandidateScorer
 
 SETTINGS = ModelSettings(max_pairs_for_u=200_000, threads=2)
 #: For models whose quality a test does not look at: fewer random pairs, faster training.
@@ -454,3 +454,52 @@ def test_custom_blocking_rules_limit_the_pairs(world: tuple[pd.DataFrame, pd.Ser
     pairs = scorable.dropna(subset=["email"]).merge(scorable, on="email")
     expected = int((pairs["record_uid_x"] < pairs["record_uid_y"]).sum())
     assert len(scored) == expected
+
+
+def test_splink_messages_become_training_diagnostics_not_output(
+    world: tuple[pd.DataFrame, pd.Series], caplog: pytest.LogCaptureFixture
+) -> None:
+    records = world[0].assign(birth_date=None)  # a world without birth dates
+    with caplog.at_level(logging.DEBUG):
+        model = train_model(records, ModelSettings(**QUICK))
+        model.predict(records)
+
+    diagnostics = model.training["diagnostics"]
+    not_learnt = [r for r in diagnostics["levels_not_learnt"] if r["comparison"] == "birth_date"]
+    assert {r["level"] for r in not_learnt} >= {"Same birth date", "All other comparisons"}
+    assert all(r["why"] == "0 comparable pairs in EM (200 needed)" for r in not_learnt)
+    unseen = [r for r in diagnostics["levels_not_observed"] if r["comparison"] == "birth_date"]
+    assert unseen and all(r["parameter"] == "m" and r["stages"] for r in unseen)
+    assert all(stage.startswith("em_") for r in unseen for stage in r["stages"])
+    assert set(diagnostics["em_iterations"]) == set(model.training["em_sessions"])
+    assert "zero blocked pairs" in diagnostics["em_sampling"][model.training["em_sessions"][0]]
+    assert diagnostics["splink_log_records"] > 0
+    assert model.prediction_diagnostics["splink_warnings"] == []
+
+    # Splink itself reached no handler; its raw lines are DEBUG records of identity.splink.
+    assert [r for r in caplog.records if r.name.split(".")[0] == "splink"] == []
+    raw = [r for r in caplog.records if r.name == "identity.splink"]
+    assert raw and {r.levelno for r in raw} == {logging.DEBUG}
+    assert any("not observed in dataset" in r.getMessage() for r in raw)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_capture_keeps_only_its_own_thread_and_splink_s_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    splink_file = str(Path(splink.__file__).resolve().parent / "internals" / "training.py")
+    other = threading.Thread(
+        target=lambda: logging.getLogger("splink.internals.x").warning("from another thread")
+    )
+    with caplog.at_level(logging.INFO), capture_splink("u") as captured:
+        logging.getLogger("splink.internals.x").warning("WARNING:\nsomething odd")
+        other.start()
+        other.join()
+        warnings.warn_explicit("splink says so", UserWarning, splink_file, 1)
+        with pytest.warns(RuntimeWarning, match="not splink"):
+            warnings.warn("not splink", RuntimeWarning, stacklevel=1)
+    messages = {w["message"] for w in captured.as_dict()["splink_warnings"]}
+    assert messages == {"something odd", "splink says so"}
+    shown = [r.getMessage() for r in caplog.records if r.name.startswith("splink")]
+    assert shown == ["from another thread"]
+    assert logging.getLogger("splink").propagate  # restored

@@ -7,8 +7,17 @@ import pandas as pd
 import phonenumbers
 import pytest
 
-from identity.normalize import NORMALIZED_COLUMNS, Normalizer, Status, normalize_with_report
-from identity.settings import IdentitySettings, IdentitySettingsError, load_identity_settings
+from identity import (
+    ATTRIBUTE_SCHEMA,
+    ATTRIBUTE_STATUSES,
+    NORMALIZED_COLUMNS,
+    IdentitySettings,
+    IdentitySettingsError,
+    Normalizer,
+    Status,
+    load_identity_settings,
+    normalize_with_report,
+)
 
 TODAY = date(2026, 1, 1)
 
@@ -287,3 +296,60 @@ def test_batch_paths_agree_with_the_scalar_ones(normalizer: Normalizer):
     assert normalizer.street_address_batch(streets) == [
         normalizer.street_address(s) for s in streets
     ]
+
+
+def test_attributes_are_golden_ready_with_a_status_per_value() -> None:
+    """identity_attributes: E.164 phones, validated emails, ISO dates and countries; names and
+    address as written; junk and invalid values null with their status; people records only."""
+    records = pd.DataFrame(
+        {
+            "record_uid": ["crm:1", "crm:2", "web:cookie:k1"],
+            "source": ["crm", "crm", "web"],
+            "record_id": ["1", "2", "cookie:k1"],
+            "source_kind": ["people", "people", "events"],
+            "email": [" Test@Example.com ", "Ann.Lee@GMIAL.com", "k@x.com"],
+            "phone": ["(520) 213-7631", "0000000000", None],
+            "first_name": ["  Mary   Ann ", "N/A", None],
+            "last_name": ["O'Neil", "12", None],
+            "birth_date": ["25/03/1980", "1850-01-01", None],
+            "street_address": ["12  Main Street ", None, None],
+            "postal_code": ["2139", "00000", None],
+            "city": ["Boston", None, None],
+            "region": ["MA", None, None],
+            "country": ["USA", "Atlantis", None],
+        }
+    )
+    normalized = Normalizer(IdentitySettings(), today=TODAY).normalize(records)
+    attributes = normalized.attributes.set_index("record_uid")
+    assert list(normalized.attributes.columns) == list(ATTRIBUTE_SCHEMA)
+    assert list(attributes.index) == ["crm:1", "crm:2"]  # the cookie is not a people record
+    one = attributes.loc["crm:1"].replace({float("nan"): None})
+    assert (one["email"], one["email_status"]) == (None, "junk")
+    assert (one["phone"], one["phone_status"]) == ("+15202137631", "ok")
+    assert one["first_name"] == "Mary Ann" and one["last_name"] == "O'Neil"
+    assert one["birth_date"] == "1980-03-25" and one["country"] == "US"
+    assert (one["street_address"], one["postal_code"], one["city"]) == (
+        "12 Main Street",
+        "2139",
+        "Boston",
+    )
+    assert one["full_name"] is None and one["full_name_status"] is None  # no value, no status
+    two = attributes.loc["crm:2"].replace({float("nan"): None})
+    assert (two["email"], two["email_status"]) == ("ann.lee@gmail.com", "corrected")
+    assert (two["phone"], two["phone_status"]) == (None, "junk")
+    assert two["first_name"] is None and two["first_name_status"] == "junk"
+    assert two["last_name"] is None and two["last_name_status"] == "invalid"
+    assert two["birth_date"] is None and two["birth_date_status"] == "invalid"
+    # outside the US (the country is not), 00000 is an ordinary postal code
+    assert (two["postal_code"], two["postal_code_status"]) == ("00000", "ok")
+    assert two["country"] is None and two["country_status"] == "invalid"
+    statuses = {s for c in attributes if c.endswith("_status") for s in attributes[c].dropna()}
+    assert statuses <= set(ATTRIBUTE_STATUSES)
+    # one pass: the matching frame is what frame() returns
+    frame, report = Normalizer(IdentitySettings(), today=TODAY).frame(records)
+    pd.testing.assert_frame_equal(frame, normalized.records)
+    assert report.as_dict() == normalized.report.as_dict()
+
+
+def test_attribute_statuses_are_the_normalizer_statuses() -> None:
+    assert set(ATTRIBUTE_STATUSES) == {status.name.lower() for status in Status}

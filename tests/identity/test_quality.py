@@ -6,11 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
-from identity_testdata import make_persons, messy_records
 
-from identity.evaluate import pairwise_scores
-from identity.pipeline import read_previous_state, resolve, write_resolution
-from identity.settings import IdentitySettings
+from identity import (
+    IdentitySettings,
+    pairwise_scores,
+    read_previous_state,
+    resolve,
+    write_resolution,
+)
+from tests.support.identity_data import make_persons, messy_records
 
 LATER = datetime(2026, 2, 1, tzinfo=UTC)
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.pipeline import write_resolution
-from identity.realtime import RealtimeResolver
+from identity import RealtimeResolver, write_resolution
 
 
 @pytest.fixture(scope="module")

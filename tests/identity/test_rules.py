@@ -4,7 +4,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from identity.normalize import Normalizer
+from identity import IdentitySettings, Normalizer
 from identity.rules import (
     NameKey,
     deterministic_edges,
@@ -15,7 +15,6 @@ from identity.rules import (
     names_compatible,
     normalize_identifiers,
 )
-from identity.settings import IdentitySettings
 
 SETTINGS = IdentitySettings()
 

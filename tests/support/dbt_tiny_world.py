@@ -4,6 +4,9 @@ Writes the lake exactly as ingest does (record_id, every canonical field of the 
 KIND_FIELDS, the source's identifier columns, passthrough, lineage) plus the identity outputs,
 so dbt runs on real Parquet. As-of date: 2025-06-30. Rows dated after it exist on purpose; with
 ``truncate=True`` they are left out, which must not change any trait computed as of that date.
+The identity map and identifiers are written by hand; identity_attributes is identity's own
+reading of the people sources (``collect_records`` + ``Normalizer``), as a run as of
+``identity_as_of`` would write it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ import pyarrow.parquet as pq
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType
 from dagster_project.lib.dbt_project import DBT_PROJECT_DIR, dbt_environment, dbt_vars
 from dagster_project.lib.workspace import Workspace
+from identity import (
+    ATTRIBUTES_FILE,
+    IdentitySettings,
+    Normalizer,
+    collect_records,
+)
 
 AS_OF = date(2025, 6, 30)
 INGESTED = datetime(2025, 7, 10, tzinfo=UTC)
@@ -125,10 +134,12 @@ def ts(text: str) -> datetime:
 
 def _people() -> dict[str, list[dict[str, Any]]]:
     crm = [
+        # A placeholder email on the most trusted record: identity nulls it, so the shop
+        # account's address (written " ALICE@Example.com ") is the golden email.
         {
             "record_id": "C1",
             "loyalty_id": "C1",
-            "email": "alice@example.com",
+            "email": "test@example.com",
             "first_name": "Alice",
             "last_name": "Smith",
             "city": "Boston",
@@ -183,7 +194,7 @@ def _people() -> dict[str, list[dict[str, Any]]]:
             "email": " ALICE@Example.com ",
             "first_name": "Ally",
             "last_name": "Smith",
-            "phone": "+1 617 555 0101",
+            "phone": "(520) 213-7631",  # golden as E.164: +15202137631
             "city": "Cambridge",
             "signed_up_at": ts("2024-06-01 10:00"),
             "updated_at": ts("2025-05-01 10:00"),
@@ -472,10 +483,9 @@ def _identity_tables(
     )
     identifiers = [
         ("crm:C1", "cus_a", "loyalty_id", "C1", "crm"),
-        ("crm:C1", "cus_a", "email", "alice@example.com", "crm"),
         ("shop_accounts:A1", "cus_a", "account_id", "A1", "shop_accounts"),
         ("shop_accounts:A1", "cus_a", "email", "alice@example.com", "shop_accounts"),
-        ("shop_accounts:A1", "cus_a", "phone", "+16175550101", "shop_accounts"),
+        ("shop_accounts:A1", "cus_a", "phone", "+15202137631", "shop_accounts"),
         ("web_events:cookie:k1", "cus_a", "cookie_id", "k1", "web_events"),
         (
             "email_events:email:alice@example.com",
@@ -644,10 +654,26 @@ def _extra_customers(count: int) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def build_tiny_world(home: Path, *, truncate: bool = False, extra_customers: int = 0) -> TinyWorld:
+def _identity_attributes(config: CdpConfig, workspace: Workspace, as_of: date) -> pa.Table:
+    """identity_attributes as an identity run as of ``as_of`` writes it from the people lake."""
+    cutoff = datetime(as_of.year, as_of.month, as_of.day, 23, 59, 59, 999999, tzinfo=UTC)
+    people = {
+        s.name: (str(s.kind), workspace.source_lake(s.name))
+        for s in config.sources
+        if s.kind == "people"
+    }
+    collected = collect_records(people, {name: [] for name in people}, cutoff)
+    attributes = Normalizer(IdentitySettings(), today=as_of).normalize(collected.records)
+    return pa.Table.from_pandas(attributes.attributes, preserve_index=False)
+
+
+def build_tiny_world(
+    home: Path, *, truncate: bool = False, extra_customers: int = 0, identity_as_of: date = AS_OF
+) -> TinyWorld:
     """Write the lake and identity Parquet under ``home``; ``truncate`` drops post-as-of rows.
 
-    ``extra_customers`` adds seeded filler shoppers (their traits are not hand-computed).
+    ``extra_customers`` adds seeded filler shoppers (their traits are not hand-computed);
+    ``identity_as_of`` is the date identity resolution ran as of (the record versions it read).
     """
     config = CdpConfig.model_validate(CONFIG)
     workspace = Workspace(home).ensure()
@@ -680,6 +706,10 @@ def build_tiny_world(home: Path, *, truncate: bool = False, extra_customers: int
         extra["identity_map"], extra["identity_identifiers"]
     ).items():
         pq.write_table(table, workspace.identity / f"{name}.parquet")
+    pq.write_table(
+        _identity_attributes(config, workspace, identity_as_of),
+        workspace.identity / ATTRIBUTES_FILE,
+    )
     return TinyWorld(workspace=workspace, config=config, as_of=AS_OF)
 
 

@@ -22,19 +22,8 @@ from api.graphql.types.traits import CustomerTraits
 from api.repositories.customers import EventPage
 from api.repositories.database import Row
 from api.security import Scope
+from identity import PERSONAL_ATTRIBUTES  # personal data: names, email, phone, address, birth date
 
-#: Golden-record attributes that are personal data (names, email, phone, address, birth date).
-PERSONAL_ATTRIBUTES: Final[tuple[str, ...]] = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "full_name",
-    "birth_date",
-    "street_address",
-    "postal_code",
-    "city",
-)
 #: Golden-record attributes that carry ``<attribute>_source`` and ``<attribute>_updated_at``.
 SURVIVING_ATTRIBUTES: Final[tuple[str, ...]] = (*PERSONAL_ATTRIBUTES, "region", "country")
 CONSENT_CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push")

@@ -19,16 +19,19 @@ from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import CdpConfig, LoadedConfig, SourceConfig, SourceKind
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.workspace import Workspace
-from identity.collect import Collected, collect_records
-from identity.model import TrainedModel
-from identity.pipeline import (
+from identity import (
+    Collected,
+    IdentitySettings,
+    IdentitySettingsError,
     Resolution,
+    TrainedModel,
+    collect_records,
+    load_identity_settings,
     read_previous_state,
     read_saved_model,
     resolve,
     write_resolution,
 )
-from identity.settings import IdentitySettings, IdentitySettingsError, load_identity_settings
 
 IDENTITY_GROUP: Final[str] = "identity"
 _LOGGED_SPLITS: Final[int] = 20
@@ -42,6 +45,9 @@ IDENTITY_OUTPUTS: Final[dict[str, str]] = {
     "identity_edges": "Every link considered, with evidence; rejected ones say which guard.",
     "customer_id_history": "created / merged / split / retired events with run, time and cause.",
     "customer_aliases": "Ids retired by merges and the customer each now points to.",
+    "identity_attributes": "Each people record's attributes as identity reads them: E.164 "
+    "phone, validated email, ISO birth date and country, names and address as written; junk "
+    "and invalid values null, with a status per attribute. dbt's golden record survives these.",
 }
 
 
@@ -146,7 +152,42 @@ def resolution_metadata(resolution: Resolution) -> dict[str, Any]:
         metadata["previous_records_same_id"] = round(ids["previous_records_same_id"], 6)
     if "skipped" in model:
         metadata["model"] = f"not used: {model['skipped']}"
+    metadata.update(model_training_metadata(model.get("training") or {}))
     return metadata
+
+
+def model_training_metadata(training: dict[str, Any]) -> dict[str, Any]:
+    """What Splink could not learn and why, so nobody has to read its log lines for it."""
+    diagnostics = training.get("diagnostics")
+    if diagnostics is None:  # no model, or one saved before diagnostics were kept
+        return {}
+    not_learnt = diagnostics["levels_not_learnt"]
+    sampling = diagnostics["em_sampling"]
+    iterations = diagnostics["em_iterations"]
+    sessions = [
+        [stage, iterations.get(stage, ""), sampling.get(stage, "")]
+        for stage in dict.fromkeys([*iterations, *sampling])
+    ]
+    warned = [[w["message"][:200], w["count"]] for w in diagnostics["splink_warnings"]]
+    return {
+        "model_levels_not_learnt": len(not_learnt),
+        "model_training": dg.MetadataValue.md(
+            markdown_table(
+                ["comparison", "level", "why Splink's default m is used"],
+                [[r["comparison"], r["level"], r["why"]] for r in not_learnt],
+            )
+            if not_learnt
+            else "_every comparison level was learnt from the data_"
+        ),
+        "model_em_sessions": dg.MetadataValue.md(
+            markdown_table(["EM session", "iterations", "sampling"], sessions)
+            if sessions
+            else "_no EM session ran_"
+        ),
+        "model_splink_warnings": dg.MetadataValue.md(
+            markdown_table(["Splink said", "times"], warned) if warned else "_none_"
+        ),
+    }
 
 
 def _output_metadata(resolution: Resolution, name: str) -> dict[str, Any]:
@@ -156,6 +197,7 @@ def _output_metadata(resolution: Resolution, name: str) -> dict[str, Any]:
         "identity_edges": resolution.edges,
         "customer_id_history": resolution.history,
         "customer_aliases": resolution.aliases,
+        "identity_attributes": resolution.attributes,
     }[name]
     metadata: dict[str, Any] = {"dagster/row_count": len(frame)}
     if name == "customer_id_history":
@@ -167,6 +209,17 @@ def _output_metadata(resolution: Resolution, name: str) -> dict[str, Any]:
         )
     if name == "identity_edges":
         metadata["rejected"] = int((~frame["is_accepted"]).sum()) if len(frame) else 0
+    if name == "identity_attributes":
+        counts = resolution.stats["normalization"]
+        rows = [
+            (attribute, counts["invalid"].get(attribute, 0), counts["junk"].get(attribute, 0))
+            for attribute in sorted({*counts["invalid"], *counts["junk"]})
+        ]
+        metadata["values_not_usable"] = dg.MetadataValue.md(
+            markdown_table(["attribute", "invalid", "junk"], rows)
+            if rows
+            else "_every value readable_"
+        )
     return metadata
 
 

@@ -13,7 +13,7 @@ from dagster_project.defs.identity.assets import identity_asset_key, identity_se
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import CdpConfig
 from dagster_project.lib.markdown import markdown_table
-from identity.pipeline import EDGES_FILE, HISTORY_FILE, IDENTITY_MAP_FILE, read_stats
+from identity import EDGES_FILE, HISTORY_FILE, IDENTITY_MAP_FILE, read_stats
 
 #: More singletons than this share of customers means linking barely worked.
 MAX_SINGLETON_SHARE: Final[float] = 0.85

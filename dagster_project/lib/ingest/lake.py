@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from dagster_project.lib.config import FieldType, SourceConfig
 from dagster_project.lib.ingest.errors import IngestError
 from dagster_project.lib.workspace import Workspace
-from identity.attributes import IDENTITY_ATTRIBUTES
+from identity import IDENTITY_ATTRIBUTES
 
 MANIFEST_NAME = "_manifest.json"
 PART_GLOB = "part-*.parquet"

@@ -1,5 +1,6 @@
 -- The golden record: one row per customer_id of the identity map. Survivorship rules are
--- documented in _marts__models.yml.
+-- documented in _marts__models.yml. Attribute values are identity's reading of each record
+-- (int_people_resolved): E.164 phones, validated emails, junk and invalid values already null.
 {%- set attributes = [
     'email', 'phone', 'first_name', 'last_name', 'full_name', 'birth_date',
     'street_address', 'postal_code', 'city', 'region', 'country'] %}
