@@ -41,8 +41,8 @@ from graphql import (
     VariableNode,
     get_named_type,
 )
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
+
+from api.graphql.compat import DEFINITION_BACKREF, StrawberryField
 
 #: Error code of every refusal for cost (clients can branch on it).
 BUDGET_CODE: Final[str] = "BUDGET_EXCEEDED"
@@ -138,7 +138,7 @@ def check_shape(
 
 
 def _declared_list_size(field: Any) -> int | None:
-    definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    definition = field.extensions.get(DEFINITION_BACKREF)
     if isinstance(definition, StrawberryField):
         bound = (definition.metadata or {}).get(LIST_SIZE_METADATA)
         if isinstance(bound, int):

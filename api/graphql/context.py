@@ -9,15 +9,22 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from api.graphql.dataloaders.customers import customer_loader
-from api.graphql.dataloaders.events import events_loader
-from api.graphql.dataloaders.identifiers import identifiers_loader
-from api.graphql.dataloaders.identity import evidence_loader, history_loader, records_loader
-from api.graphql.dataloaders.segments import customer_segments_loader, members_loader
-from api.graphql.dataloaders.traits import traits_loader
-from api.repositories.customers import EventPage
+from api.graphql.dataloaders import by_key, by_page
+from api.repositories.customers import (
+    EventPage,
+    customers_by_id,
+    event_pages,
+    identifiers_by_customer,
+    segments_by_customer,
+    traits_by_customer,
+)
 from api.repositories.database import Database, RequestDatabase, Row
-from api.repositories.segments import MemberPage, all_segments
+from api.repositories.identity import (
+    evidence_by_customer,
+    history_by_customer,
+    records_by_customer,
+)
+from api.repositories.segments import MemberPage, all_segments, member_pages
 from api.sealing import Sealer
 from api.security import Principal
 from api.snapshot import Snapshot
@@ -43,47 +50,47 @@ class Loaders:
     @cached_property
     def customer(self) -> DataLoader[str, Row | None]:
         """Golden records."""
-        return customer_loader(self._db)
+        return by_key(self._db, customers_by_id, lambda: None)
 
     @cached_property
     def traits(self) -> DataLoader[str, Row | None]:
         """customer_traits rows."""
-        return traits_loader(self._db)
+        return by_key(self._db, traits_by_customer, lambda: None)
 
     @cached_property
     def identifiers(self) -> DataLoader[str, list[Row]]:
         """customer_identifiers rows."""
-        return identifiers_loader(self._db)
+        return by_key(self._db, identifiers_by_customer, list)
 
     @cached_property
     def segments(self) -> DataLoader[str, list[Row]]:
         """customer_segments rows."""
-        return customer_segments_loader(self._db)
+        return by_key(self._db, segments_by_customer, list)
 
     @cached_property
     def members(self) -> DataLoader[MemberPage, list[Row]]:
         """Pages of segment members."""
-        return members_loader(self._db)
+        return by_page(self._db, member_pages)
 
     @cached_property
     def events(self) -> DataLoader[EventPage, list[Row]]:
         """Pages of customer_events."""
-        return events_loader(self._db)
+        return by_page(self._db, event_pages)
 
     @cached_property
     def records(self) -> DataLoader[str, list[Row]]:
         """identity_records rows."""
-        return records_loader(self._db)
+        return by_key(self._db, records_by_customer, list)
 
     @cached_property
     def evidence(self) -> DataLoader[str, list[Row]]:
         """identity_evidence rows."""
-        return evidence_loader(self._db)
+        return by_key(self._db, evidence_by_customer, list)
 
     @cached_property
     def history(self) -> DataLoader[str, list[Row]]:
         """customer_id_history rows."""
-        return history_loader(self._db)
+        return by_key(self._db, history_by_customer, list)
 
 
 class Context:

@@ -18,6 +18,16 @@ cache is looked up again by its normalized form (so a random trailing comment co
 never a validation), the estimated node count is checked before execution, execution stops at
 the request's deadline, and a response over the size cap is replaced by an error (and nothing in
 it is audited, since nothing was revealed).
+
+Because strawberry's extension runner is not used, whatever only it would run is refused when
+the executor is built (so ``create_app`` fails at start) rather than silently skipped: schema
+extensions, operation directives with resolvers, a custom execution context, ``@defer``, an
+overridden ``process_errors`` (``api.graphql.compat.runner_only_features``), and field extensions
+not in :data:`SUPPORTED_FIELD_EXTENSIONS`. Field extensions do run here: strawberry chains their
+``resolve`` into the field's resolver (``GraphQLCoreConverter.from_resolver``), calls ``apply``
+when the schema is built and ``map_arguments`` while converting arguments. They are still
+admitted one class at a time, after the parity test (``tests/api/test_executor_parity.py``) has
+run them, because a field extension may rely on a schema extension's state.
 """
 
 from __future__ import annotations
@@ -42,12 +52,20 @@ from graphql import (
     specified_rules,
 )
 from graphql.utilities import get_operation_ast
-from strawberry.execution.is_awaitable import optimized_is_awaitable
-from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema import BaseSchema
-from strawberry.schema.schema import validate_document
 
 from api.graphql.budget import budget_error, check_shape, estimate_cost
+from api.graphql.compat import (
+    FieldExtension,
+    PermissionExtension,
+    check_strawberry_version,
+    field_definitions,
+    graphql_schema,
+    limiter_rules,
+    optimized_is_awaitable,
+    runner_only_features,
+    validate_document,
+)
 from api.graphql.context import Context
 from api.graphql.errors import error_code, is_client_error
 from api.metrics import ApiMetrics
@@ -64,12 +82,45 @@ MAX_CACHED_QUERY_CHARS: Final[int] = 32_768
 INTERNAL_ERROR_MESSAGE: Final[str] = (
     "Internal error; it has been logged. Retry, or report the X-Request-Id response header."
 )
+#: Field extensions the executor runs (in the resolver), by exact class: ``PermissionExtension``
+#: is how ``api.graphql.permissions.requires`` enforces scopes.
+SUPPORTED_FIELD_EXTENSIONS: Final[tuple[type[FieldExtension], ...]] = (PermissionExtension,)
 #: "Did you mean ...?" names fields, arguments, types and input fields: off with introspection.
 _SUGGESTION: Final[re.Pattern[str]] = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 class RequestError(Exception):
     """The request cannot be run as a GraphQL query at all: an HTTP 400 with this reason."""
+
+
+class UnsupportedSchemaError(TypeError):
+    """The schema uses strawberry machinery this executor would silently skip."""
+
+
+def unsupported_features(schema: BaseSchema) -> list[str]:
+    """What the executor would skip on ``schema``, one line per feature, naming where it is."""
+    problems = runner_only_features(schema)
+    for type_name, field_name, definition in field_definitions(graphql_schema(schema)):
+        for extension in definition.extensions:
+            if type(extension) not in SUPPORTED_FIELD_EXTENSIONS:
+                problems.append(
+                    f"{type_name}.{field_name}: field extension {type(extension).__qualname__}"
+                )
+    return problems
+
+
+def check_schema(schema: BaseSchema) -> None:
+    """Raise UnsupportedSchemaError naming everything the executor would not run."""
+    problems = unsupported_features(schema)
+    if problems:
+        supported = ", ".join(e.__name__ for e in SUPPORTED_FIELD_EXTENSIONS)
+        raise UnsupportedSchemaError(
+            "api/graphql/executor.py runs operations without strawberry's extension runner, "
+            "so these would be silently skipped: "
+            + "; ".join(problems)
+            + f". Do that work in the executor, or use a supported field extension ({supported})"
+            " after adding it to SUPPORTED_FIELD_EXTENSIONS with a parity test."
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +155,9 @@ class OperationExecutor:
     def __init__(
         self, schema: BaseSchema, settings: ApiSettings, metrics: ApiMetrics, audit: AuditLog
     ) -> None:
-        self._schema = schema._schema
+        check_schema(schema)
+        check_strawberry_version()
+        self._schema = graphql_schema(schema)
         self._max_tokens = settings.api_max_tokens
         self._max_selections = settings.api_max_selections
         self._max_repeats = settings.api_max_repeated_fields
@@ -114,14 +167,14 @@ class OperationExecutor:
         self._default_page = settings.api_default_page_size
         self._max_page = settings.api_max_page_size
         self._hide_suggestions = not settings.api_enable_introspection
-        rules: list[Any] = [
+        self._rules: tuple[Any, ...] = (
             *specified_rules,  # strawberry's default; validate_document adds its own two
-            *QueryDepthLimiter(max_depth=settings.api_max_depth).validation_rules,
-            *MaxAliasesLimiter(max_alias_count=settings.api_max_aliases).validation_rules,
-        ]
-        if not settings.api_enable_introspection:
-            rules += DisableIntrospection().validation_rules
-        self._rules = tuple(rules)
+            *limiter_rules(
+                max_depth=settings.api_max_depth,
+                max_aliases=settings.api_max_aliases,
+                disable_introspection=not settings.api_enable_introspection,
+            ),
+        )
         self._metrics = metrics
         self._audit = audit
         # Used from the event loop thread only, so no lock.

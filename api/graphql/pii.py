@@ -31,10 +31,14 @@ from enum import StrEnum
 from typing import Any, Final
 
 from graphql import GraphQLObjectType, GraphQLResolveInfo
-from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema import BaseSchema
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
+
+from api.graphql.compat import (
+    DEFINITION_BACKREF,
+    StrawberryField,
+    graphql_schema,
+    optimized_is_awaitable,
+)
 
 #: What a key without pii:read sees instead of a personal value (null stays null).
 MASK: Final[str] = "***"
@@ -124,17 +128,17 @@ def protect_personal_fields(schema: BaseSchema) -> dict[str, Pii]:
     Raises SchemaDeclarationError if a type with a personal field has no ``pii_owner``.
     """
     protected: dict[str, Pii] = {}
-    for type_name, graphql_type in schema._schema.type_map.items():  # type: ignore[attr-defined]
+    for type_name, graphql_type in graphql_schema(schema).type_map.items():
         if not isinstance(graphql_type, GraphQLObjectType) or type_name.startswith("__"):
             continue
         for field_name, field in graphql_type.fields.items():
-            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            definition = field.extensions.get(DEFINITION_BACKREF)
             if not isinstance(definition, StrawberryField):
                 continue
             kind = (definition.metadata or {}).get(PII_METADATA)
             if kind is None:
                 continue
-            type_definition = graphql_type.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            type_definition = graphql_type.extensions.get(DEFINITION_BACKREF)
             owner_type = getattr(type_definition, "origin", None)
             if not isinstance(owner_type, type) or not callable(
                 getattr(owner_type, "pii_owner", None)

@@ -14,6 +14,7 @@ from api.graphql.pagination import decode_cursor, encode_cursor, page_size
 from api.graphql.permissions import requires, scope_message
 from api.graphql.pii import protect_personal_fields
 from api.graphql.types.customer import Customer, CustomerConnection, CustomerEdge, strawberry_name
+from api.graphql.types.explanation import IdentityExplanation, RecordRef, explain
 from api.graphql.types.filters import CustomerFilter
 from api.graphql.types.identifier import IdentifierLookup
 from api.graphql.types.page import PageInfo
@@ -191,6 +192,16 @@ class Query:
     )
     def segment(self, info: strawberry.Info, name: str) -> Segment | None:
         return Segment(row=_segment_or_error(info.context, name))
+
+    @strawberry.field(
+        description="Why two identity records are, or are not, one customer: the path of links "
+        "and their evidence, or the refusals and reasons (admin: for data stewards).",
+        extensions=requires(Scope.ADMIN),
+    )
+    async def identity_explanation(
+        self, info: strawberry.Info, record_a: RecordRef, record_b: RecordRef
+    ) -> IdentityExplanation:
+        return await explain(info.context, record_a, record_b)
 
     @strawberry.field(description="The snapshot answering this request.")
     def snapshot(self, info: strawberry.Info) -> SnapshotInfo:

@@ -1,54 +1,39 @@
 """Customer reads: golden records, identifier lookups, traits, identifiers, segments, events.
 
-Every function takes a batch of keys and runs one statement per batch (chunked only beyond
-SQLite's variable limits), which is what lets the DataLoaders keep a page of customers at a
-fixed number of queries.
+Every function takes a batch of keys and runs one statement per batch (``api.repositories.batch``
+chunks only beyond SQLite's variable limits), which is what lets the DataLoaders keep a page of
+customers at a fixed number of queries.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from api.repositories.batch import many_per_key, one_per_key, rows_per_page
 from api.repositories.database import Database, Row
-
-#: Keys per statement (SQLite allows 32766 variables and 500 compound selects).
-CHUNK = 400
 
 #: Comparison operators a trait condition may use, mapped to SQL.
 TRAIT_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "="}
 
 
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-def _chunks(keys: Sequence[str]) -> list[Sequence[str]]:
-    return [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)] or [[]]
-
-
 def customers_by_id(db: Database, ids: Sequence[str]) -> dict[str, Row]:
     """Golden records by customer id (missing ids are absent)."""
-    found: dict[str, Row] = {}
-    for chunk in _chunks(list(dict.fromkeys(ids))):
-        if chunk:
-            sql = f"select * from customers where customer_id in ({_marks(len(chunk))})"
-            found.update((row["customer_id"], row) for row in db.dicts(sql, chunk))
-    return found
+    return one_per_key(
+        db, "select * from customers where customer_id in ({keys})", ids, "customer_id"
+    )
 
 
 def current_ids(db: Database, alias_ids: Sequence[str]) -> dict[str, str]:
     """The surviving customer id of each retired (merged) id that has one."""
-    found: dict[str, str] = {}
-    for chunk in _chunks(list(dict.fromkeys(alias_ids))):
-        if chunk:
-            sql = (
-                "select alias_customer_id, customer_id from customer_aliases "
-                f"where alias_customer_id in ({_marks(len(chunk))})"
-            )
-            found.update(db.rows(sql, chunk))
-    return found
+    rows = one_per_key(
+        db,
+        "select alias_customer_id, customer_id from customer_aliases "
+        "where alias_customer_id in ({keys})",
+        alias_ids,
+        "alias_customer_id",
+    )
+    return {alias: row["customer_id"] for alias, row in rows.items()}
 
 
 class LookupHit(NamedTuple):
@@ -74,41 +59,31 @@ def lookup_customer(db: Database, identifier_type: str, identifier_value: str) -
 
 def traits_by_customer(db: Database, ids: Sequence[str]) -> dict[str, Row]:
     """Trait rows by customer id."""
-    found: dict[str, Row] = {}
-    for chunk in _chunks(list(dict.fromkeys(ids))):
-        if chunk:
-            sql = f"select * from customer_traits where customer_id in ({_marks(len(chunk))})"
-            found.update((row["customer_id"], row) for row in db.dicts(sql, chunk))
-    return found
+    return one_per_key(
+        db, "select * from customer_traits where customer_id in ({keys})", ids, "customer_id"
+    )
 
 
 def identifiers_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Every identifier row of each customer, ordered by type, value and source."""
-    found: dict[str, list[Row]] = defaultdict(list)
-    for chunk in _chunks(list(dict.fromkeys(ids))):
-        if chunk:
-            sql = (
-                "select * from customer_identifiers "
-                f"where customer_id in ({_marks(len(chunk))}) "
-                "order by customer_id, identifier_type, identifier_value, source"
-            )
-            for row in db.dicts(sql, chunk):
-                found[row["customer_id"]].append(row)
-    return found
+    return many_per_key(
+        db,
+        "select * from customer_identifiers where customer_id in ({keys}) "
+        "order by customer_id, identifier_type, identifier_value, source",
+        ids,
+        "customer_id",
+    )
 
 
 def segments_by_customer(db: Database, ids: Sequence[str]) -> dict[str, list[Row]]:
     """Current segment memberships of each customer, by segment name."""
-    found: dict[str, list[Row]] = defaultdict(list)
-    for chunk in _chunks(list(dict.fromkeys(ids))):
-        if chunk:
-            sql = (
-                "select customer_id, segment, entered_at from customer_segments "
-                f"where customer_id in ({_marks(len(chunk))}) order by customer_id, segment"
-            )
-            for row in db.dicts(sql, chunk):
-                found[row["customer_id"]].append(row)
-    return found
+    return many_per_key(
+        db,
+        "select customer_id, segment, entered_at from customer_segments "
+        "where customer_id in ({keys}) order by customer_id, segment",
+        ids,
+        "customer_id",
+    )
 
 
 class EventPage(NamedTuple):
@@ -120,27 +95,22 @@ class EventPage(NamedTuple):
     after_event_id: str | None = None
 
 
+def _event_page_sql(page: EventPage) -> tuple[str, list[object]]:
+    params: list[object] = [page.customer_id]
+    position = ""
+    if page.after_occurred_at is not None:
+        position = " and (occurred_at < ? or (occurred_at = ? and event_id < ?))"
+        params += [page.after_occurred_at, page.after_occurred_at, page.after_event_id]
+    sql = (
+        f"select * from customer_events where customer_id = ?{position} "
+        "order by occurred_at desc, event_id desc limit ?"
+    )
+    return sql, [*params, page.limit]
+
+
 def event_pages(db: Database, pages: Sequence[EventPage]) -> list[list[Row]]:
     """The rows of each page, in the order of ``pages`` (one statement per CHUNK pages)."""
-    results: list[list[Row]] = [[] for _ in pages]
-    for start in range(0, len(pages), CHUNK):
-        parts = []
-        params: list[object] = []
-        for offset, page in enumerate(pages[start : start + CHUNK]):
-            position = ""
-            params.append(page.customer_id)
-            if page.after_occurred_at is not None:
-                position = " and (occurred_at < ? or (occurred_at = ? and event_id < ?))"
-                params += [page.after_occurred_at, page.after_occurred_at, page.after_event_id]
-            params.append(page.limit)
-            parts.append(
-                f"select {start + offset} as _page, * from (select * from customer_events "
-                f"where customer_id = ?{position} "
-                "order by occurred_at desc, event_id desc limit ?)"
-            )
-        for row in db.dicts(" union all ".join(parts), params):
-            results[row.pop("_page")].append(row)
-    return results
+    return rows_per_page(db, pages, _event_page_sql)
 
 
 class TraitCondition(NamedTuple):

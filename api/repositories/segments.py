@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from api.repositories.customers import CHUNK
+from api.repositories.batch import rows_per_page
 from api.repositories.database import Database, Row
 
 
@@ -22,27 +22,22 @@ def all_segments(db: Database) -> list[Row]:
     return db.dicts("select * from segments order by segment")
 
 
+def _member_page_sql(page: MemberPage) -> tuple[str, list[object]]:
+    params: list[object] = [page.segment]
+    position = ""
+    if page.after is not None:
+        position = " and customer_id > ?"
+        params.append(page.after)
+    sql = (
+        "select customer_id, entered_at from customer_segments "
+        f"where segment = ?{position} order by customer_id limit ?"
+    )
+    return sql, [*params, page.limit]
+
+
 def member_pages(db: Database, pages: Sequence[MemberPage]) -> list[list[Row]]:
     """The rows of each page, in the order of ``pages`` (one statement per CHUNK pages).
 
     Members are keyset-paged on the primary key (segment, customer_id).
     """
-    results: list[list[Row]] = [[] for _ in pages]
-    for start in range(0, len(pages), CHUNK):
-        parts = []
-        params: list[object] = []
-        for offset, page in enumerate(pages[start : start + CHUNK]):
-            position = ""
-            params.append(page.segment)
-            if page.after is not None:
-                position = " and customer_id > ?"
-                params.append(page.after)
-            params.append(page.limit)
-            parts.append(
-                f"select {start + offset} as _page, * from (select customer_id, entered_at "
-                f"from customer_segments where segment = ?{position} "
-                "order by customer_id limit ?)"
-            )
-        for row in db.dicts(" union all ".join(parts), params):
-            results[row.pop("_page")].append(row)
-    return results
+    return rows_per_page(db, pages, _member_page_sql)

@@ -1,4 +1,4 @@
-"""``cdp identity``: match records in any CSV/Parquet files, and score a clustering.
+"""``cdp identity``: match records in any CSV/Parquet files, score a clustering, explain a run.
 
 Heavy imports (Splink via identity.pipeline) happen inside commands so ``--help`` stays fast.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 app = typer.Typer(
     help="Resolve identities across CSV/Parquet files and evaluate the result.",
@@ -24,7 +26,8 @@ out_console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    # Text, not markup: a message may quote a value such as `web:cookie:c1` or `[x]`
+    console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -51,9 +54,14 @@ def resolve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log each step")] = False,
 ) -> None:
     """Find the records that are the same person, within and across the input files."""
-    from identity.mapping import MappingError, collect_files, load_mapping
-    from identity.pipeline import resolve as resolve_records
-    from identity.settings import IdentitySettingsError, load_identity_settings
+    from identity import (
+        IdentitySettingsError,
+        MappingError,
+        collect_files,
+        load_identity_settings,
+        load_mapping,
+    )
+    from identity import resolve as resolve_records
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR)
     overrides: dict[str, object] = {"phone_default_region": phone_region}
@@ -121,8 +129,7 @@ def evaluate(
     """Pairwise precision, recall and F1 of a clustering against known entities."""
     import pandas as pd
 
-    from identity.evaluate import evaluate_clusters
-    from identity.mapping import MappingError, read_table_as_text
+    from identity import MappingError, evaluate_clusters, read_table_as_text
 
     try:
         predicted = pd.read_parquet(clusters)
@@ -161,3 +168,214 @@ def evaluate(
     if scores.records_without_truth:
         table.add_row("records without truth (ignored)", f"{scores.records_without_truth:,}")
     out_console.print(table)
+
+
+def _identity_inputs(folder: Path) -> dict[str, Any]:
+    """The identity outputs ``explain`` reads from ``folder`` (map required, the rest optional)."""
+    import pandas as pd
+
+    from identity import (
+        ALIASES_FILE,
+        AUDITED_EDGE_COLUMNS,
+        EDGES_FILE,
+        IDENTITY_MAP_FILE,
+        RECORDS_FILE,
+        read_saved_model,
+    )
+
+    if not (folder / IDENTITY_MAP_FILE).is_file():
+        raise _fail(
+            f"no identity outputs in {folder} ({IDENTITY_MAP_FILE} is missing): run the "
+            "pipeline (`cdp run`) first, or point --home at the CDP_HOME that ran it"
+        )
+
+    def optional(name: str) -> pd.DataFrame | None:
+        path = folder / name
+        return pd.read_parquet(path) if path.is_file() else None
+
+    try:
+        inputs: dict[str, Any] = {
+            "identity_map": pd.read_parquet(folder / IDENTITY_MAP_FILE),
+            "edges": optional(EDGES_FILE),
+            "aliases": optional(ALIASES_FILE),
+            "records": optional(RECORDS_FILE),
+            "model": read_saved_model(folder),
+        }
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{folder}: cannot read the identity outputs ({exc})") from None
+    if inputs["edges"] is None:
+        console.print(Text(f"{folder}: no {EDGES_FILE}; no evidence to show", "yellow"))
+        inputs["edges"] = pd.DataFrame(columns=list(AUDITED_EDGE_COLUMNS))
+    return inputs
+
+
+def _unique_types(home: Path, config: Path | None) -> tuple[str, ...]:
+    """``identity.unique_identifier_types`` from cdp.yml (identity's default without one)."""
+    from dagster_project.lib.config import ConfigError, load_config
+    from identity import IdentitySettings, IdentitySettingsError, load_identity_settings
+
+    path = config if config is not None else home / "cdp.yml"
+    if not path.is_file():
+        return IdentitySettings().unique_identifier_types
+    try:
+        loaded = load_config(path)
+        settings = load_identity_settings(
+            loaded.config.identity,
+            default_phone_region=loaded.config.defaults.phone_region,
+            where=str(loaded.path),
+        )
+    except (ConfigError, IdentitySettingsError) as exc:
+        raise _fail(str(exc)) from None
+    return settings.unique_identifier_types
+
+
+def _evidence_table(title: str, evidence: list[Any]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("record", "linked record", "evidence"):
+        table.add_column(column, overflow="fold")
+    for item in evidence:
+        table.add_row(Text(item.record_uid_l), Text(item.record_uid_r), Text(item.describe()))
+    return table
+
+
+@app.command()
+def explain(
+    record: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SOURCE:RECORD_ID (as in the identity map); twice to ask whether two records "
+            "are one customer, once for the customer holding it"
+        ),
+    ] = None,
+    customer_id: Annotated[
+        str | None, typer.Option(help="a customer id (an id retired by a merge also works)")
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="CDP_HOME whose lake/identity to read (default $CDP_HOME)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="cdp.yml for the identity settings (default HOME/cdp.yml)")
+    ] = None,
+    score: Annotated[
+        bool,
+        typer.Option(help="score two unlinked records with the saved model (reads all records)"),
+    ] = True,
+) -> None:
+    """Why records are one customer: the path of evidence between two records, the guard that
+    refused a link or the model's score below its threshold, or a customer's records and links.
+
+    Reads the identity outputs of the last run (identity map, edges, saved model) under
+    CDP_HOME/lake/identity. Exits 2 for an unknown record or customer, or without outputs.
+    """
+    from dagster_project.lib.settings import PlatformSettings
+    from dagster_project.lib.workspace import Workspace
+
+    records = record or []
+    if (customer_id is None) == (not records) or len(records) > 2:
+        raise _fail("give --customer-id ID, or --record SOURCE:RECORD_ID once or twice")
+    for uid in records:
+        source, _, record_id = uid.partition(":")
+        if not source or not record_id:
+            raise _fail(f"--record '{uid}': write it as SOURCE:RECORD_ID (e.g. crm:1042)")
+    settings = PlatformSettings(home=home) if home is not None else PlatformSettings()
+    folder = Workspace(settings.home).identity
+    with console.status("reading identity outputs"):
+        inputs = _identity_inputs(folder)
+    if len(records) == 2:
+        _explain_pair(records[0], records[1], inputs, _unique_types(settings.home, config), score)
+        return
+    if records:
+        owner = inputs["identity_map"].loc[
+            inputs["identity_map"]["record_uid"] == records[0], "customer_id"
+        ]
+        if owner.empty:
+            raise _fail(f"no record '{records[0]}' in the identity map ({folder})")
+        customer_id = str(owner.iloc[0])
+    assert customer_id is not None
+    _explain_customer(customer_id, inputs, folder)
+
+
+def _explain_pair(
+    uid_a: str, uid_b: str, inputs: dict[str, Any], unique_types: tuple[str, ...], score: bool
+) -> None:
+    from identity import explain_pair
+
+    model = inputs["model"] if score else None
+    try:
+        with console.status("explaining" + (" (scoring with the saved model)" if model else "")):
+            answer = explain_pair(
+                uid_a,
+                uid_b,
+                identity_map=inputs["identity_map"],
+                edges=inputs["edges"],
+                model=model,
+                records=inputs["records"] if model is not None else None,
+                unique_types=unique_types,
+            )
+    except KeyError as exc:
+        raise _fail(f"{exc.args[0]}; records are written SOURCE:RECORD_ID") from None
+    except ValueError as exc:  # identity_edges not as identity wrote it
+        raise _fail(str(exc)) from None
+    if answer.same_customer:
+        out_console.print(
+            Text.assemble(
+                (f"{uid_a} and {uid_b} are one customer", "bold green"),
+                f" ({answer.customer_id_a}), linked in {len(answer.path)} step(s):",
+            )
+        )
+        # each step hangs from the record before it, so the tree reads as the path
+        tree = Tree(Text(uid_a))
+        node, previous = tree, uid_a
+        for evidence in answer.path:
+            ends = (evidence.record_uid_l, evidence.record_uid_r)
+            step = ends[1] if ends[0] == previous else ends[0]
+            node = node.add(Text.assemble(step, (f"  <- {evidence.describe()}", "dim")))
+            previous = step
+        out_console.print(tree)
+        return
+    out_console.print(
+        Text.assemble(
+            (f"{uid_a} and {uid_b} are different customers", "bold red"),
+            f" ({answer.customer_id_a}, {answer.customer_id_b}):",
+        )
+    )
+    for reason in answer.reasons:
+        out_console.print(Text(f"  - {reason}"), soft_wrap=True)
+    if model is None and inputs["model"] is not None:
+        out_console.print(Text("  (not scored with the saved model: --no-score)"))
+    elif inputs["model"] is None:
+        out_console.print(Text("  (no saved model: the run used rules only)"))
+
+
+def _explain_customer(customer_id: str, inputs: dict[str, Any], folder: Path) -> None:
+    from identity import explain_customer
+
+    try:
+        answer = explain_customer(
+            customer_id,
+            identity_map=inputs["identity_map"],
+            edges=inputs["edges"],
+            aliases=inputs["aliases"],
+        )
+    except KeyError:
+        raise _fail(f"no customer '{customer_id}' in the identity map ({folder})") from None
+    except ValueError as exc:  # identity_edges not as identity wrote it
+        raise _fail(f"{folder}: {exc}") from None
+    alias = f" (asked for {answer.requested_id}, merged into it)" if answer.is_alias else ""
+    out_console.print(
+        Text.assemble(
+            (f"customer {answer.customer_id}", "bold"),
+            f"{alias}: {len(answer.records)} record(s), {len(answer.edges)} accepted link(s), "
+            f"{len(answer.rejected)} refused",
+        )
+    )
+    table = Table(title="records", title_justify="left")
+    for column in ("record", "source", "record id"):
+        table.add_column(column, overflow="fold")
+    for row in answer.records.itertuples(index=False):
+        table.add_row(*(Text(str(v)) for v in (row.record_uid, row.source, row.record_id)))
+    out_console.print(table)
+    if answer.edges:
+        out_console.print(_evidence_table("links that join them", answer.edges))
+    if answer.rejected:
+        out_console.print(_evidence_table("links refused (by a guard or a split)", answer.rejected))
