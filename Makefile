@@ -53,9 +53,9 @@ ui: venv keys
 	@echo "  Listening on: $(DEMO_HOST) only (make demo DEMO_HOST=0.0.0.0 to share)"
 	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""
-	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host $(DEMO_HOST) --port 8000 & api=$$!; \
+	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host $(DEMO_HOST) --port 8000 --log-level warning & api=$$!; \
 	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
-	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h $(DEMO_HOST) -p 3000
+	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h $(DEMO_HOST) -p 3000 --log-level warning
 
 # dbt by hand, against the same warehouse and vars Dagster uses (`make dbt-build`).
 dbt-build: venv
@@ -69,6 +69,7 @@ demo: generate run ui
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: venv
 	$(BIN)/ruff format .

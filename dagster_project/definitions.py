@@ -6,6 +6,10 @@ ingest -> identity -> dbt (staging, intermediate, marts, segments) -> behavioura
 dbt segment models -> serving snapshot.
 """
 
+import logging
+import os
+from typing import Any
+
 import dagster as dg
 
 from dagster_project.defs.dbt.assets import build_dbt_assets, dbt_cli_resource
@@ -17,15 +21,33 @@ from dagster_project.defs.ingest.sensors import build_landing_sensor
 from dagster_project.defs.publish.assets import build_publish_assets
 from dagster_project.defs.publish.checks import build_publish_checks
 from dagster_project.defs.resources import CdpResource
-from dagster_project.defs.schedules import daily_full_refresh, full_refresh_job
+from dagster_project.defs.schedules import build_full_refresh
 from dagster_project.defs.segments.assets import behavioural_clusters
 from dagster_project.lib.config import ConfigError
+from dagster_project.lib.logs import DEFAULT_LOG_LEVEL, chosen_log_level
 from dagster_project.lib.settings import PlatformSettings
 from identity import IdentitySettingsError
 
 
-def build_definitions(settings: PlatformSettings) -> dg.Definitions:
-    """The whole asset graph for one workspace; fails early on an invalid cdp.yml."""
+def run_console_config(level: int) -> dict[str, Any]:
+    """Run config that sets the threshold of a run's console logger to ``level``.
+
+    A run's console output goes to the terminal of whoever launched it (``dagster dev`` for the
+    sensor's runs): without this config Dagster logs a line per event there, at DEBUG. The run's
+    log in the UI keeps every event whatever the level. (A ``loggers=`` default on Definitions
+    would not do: Dagster uses its own console logger whenever the run config names none.)
+    """
+    return {"loggers": {"console": {"config": {"log_level": logging.getLevelName(level)}}}}
+
+
+def build_definitions(
+    settings: PlatformSettings, *, log_level: int = DEFAULT_LOG_LEVEL
+) -> dg.Definitions:
+    """The whole asset graph for one workspace; fails early on an invalid cdp.yml.
+
+    ``log_level`` is the console threshold of the runs the sensor launches (``CDP_LOG_LEVEL``
+    for ``dagster dev``).
+    """
     cdp = CdpResource.from_settings(settings)
     loaded = cdp.loaded_config()
     try:  # the identity: section fails here, at start, naming its key
@@ -34,6 +56,8 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
         raise ConfigError(str(exc)) from exc
     config = loaded.config
     ingest_assets = build_ingest_assets(config)
+    run_config = run_console_config(log_level)
+    full_refresh_job, daily_full_refresh = build_full_refresh(run_config)
     return dg.Definitions(
         assets=[
             *ingest_assets,
@@ -47,7 +71,7 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
             *build_identity_checks(config),
             *build_publish_checks(),
         ],
-        sensors=[build_landing_sensor(ingest_assets)],
+        sensors=[build_landing_sensor(ingest_assets, run_config=run_config)],
         schedules=[daily_full_refresh],
         jobs=[full_refresh_job],
         resources={"cdp": cdp, "dbt": dbt_cli_resource()},
@@ -57,4 +81,8 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     """Entry point for `dagster dev` (settings from CDP_* variables)."""
-    return build_definitions(PlatformSettings())
+    try:
+        log_level = chosen_log_level(environ=os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return build_definitions(PlatformSettings(), log_level=log_level)

@@ -5,9 +5,12 @@ Heavy imports (Dagster, Splink) happen inside commands so ``cdp --help`` stays i
 
 from __future__ import annotations
 
+import logging
+import os
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,9 +19,14 @@ from rich.table import Table
 
 from dagster_project.cli.dbt import app as dbt_app
 from dagster_project.cli.identity import app as identity_app
+from dagster_project.cli.logs import terminal_logging
 from dagster_project.cli.serve import api_key_app, serve
 from dagster_project.lib.config import ConfigError, IngestLimits, load_config
+from dagster_project.lib.logs import LOG_LEVEL_VARIABLE, chosen_log_level
 from dagster_project.lib.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from dagster_project.runner import RunOutcome
 
 app = typer.Typer(
     name="cdp",
@@ -139,13 +147,28 @@ def run(
         list[str] | None,
         typer.Option(help="asset selection (e.g. 'lake/crm', 'group:ingest'); default all"),
     ] = None,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help=f"-v: the run's log and every asset and check (INFO); -vv: everything, "
+            f"Splink and Dagster events included (DEBUG). Default: {LOG_LEVEL_VARIABLE} or "
+            "warnings only",
+        ),
+    ] = 0,
 ) -> None:
     """Materialize the whole asset graph headless (the same graph the Dagster UI shows)."""
-    from dagster_project.runner import run_pipeline
+    from dagster_project.runner import EVENTS_LOGGER, run_pipeline
 
+    level = _log_level(verbose)
     overrides: dict[str, date] = {"as_of": as_of.date()} if as_of else {}
     settings = PlatformSettings(**overrides)
-    with _progress() as progress:
+    with (
+        terminal_logging(level, console, summarized=[EVENTS_LOGGER.name]),
+        _progress() as progress,
+    ):
         task = progress.add_task("materializing", total=None)
 
         def _on_event(step: str, done: int, total: int) -> None:
@@ -156,6 +179,30 @@ def run(
         except ConfigError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
+    if level <= logging.INFO:
+        _print_steps(outcome)
+    else:
+        _print_summary(outcome)
+    for failure in outcome.failures:
+        console.print(f"[red]{failure}[/red]")
+    failed_checks = [
+        s for s in outcome.steps if s.kind == "check" and not s.ok and not s.is_warning
+    ]
+    if not outcome.success or failed_checks:
+        raise typer.Exit(1)
+    console.print(f"[green]run {outcome.run_id} succeeded[/green] in {outcome.seconds:.0f}s")
+
+
+def _log_level(verbose: int) -> int:
+    try:
+        return chosen_log_level(verbose, os.environ)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _print_steps(outcome: RunOutcome) -> None:
+    """Every asset and check of the run (``-v``)."""
     table = Table(title=f"run {outcome.run_id}")
     for column in ("asset / check", "kind", "status", "detail"):
         table.add_column(column)
@@ -165,15 +212,48 @@ def run(
         else:
             status = "[yellow]warning[/yellow]" if step.is_warning else "[red]failed[/red]"
         table.add_row(step.name, step.kind, status, step.detail[:80])
+    console.print(table)  # the run's warnings were shown as they came
+
+
+def _print_summary(outcome: RunOutcome) -> None:
+    """Counts per asset group, then only what needs a look: checks not passed, run warnings."""
+    assets: Counter[str] = Counter()
+    checks: dict[str, Counter[str]] = {}
+    for step in outcome.steps:
+        group = step.name.split(":")[0].split("/")[0]
+        if step.kind == "asset":
+            assets[group] += 1
+            continue
+        status = "passed" if step.ok else "warning" if step.is_warning else "failed"
+        checks.setdefault(group, Counter())[status] += 1
+    table = Table(title=f"run {outcome.run_id}")
+    for column in ("group", "assets", "checks passed", "warnings", "failed"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for group in dict.fromkeys([*assets, *checks]):
+        counts = checks.get(group, Counter())
+        table.add_row(
+            group,
+            str(assets[group]),
+            str(counts["passed"]),
+            f"[yellow]{counts['warning']}[/yellow]" if counts["warning"] else "0",
+            f"[red]{counts['failed']}[/red]" if counts["failed"] else "0",
+        )
     console.print(table)
-    for failure in outcome.failures:
-        console.print(f"[red]{failure}[/red]")
-    failed_checks = [
-        s for s in outcome.steps if s.kind == "check" and not s.ok and not s.is_warning
-    ]
-    if not outcome.success or failed_checks:
-        raise typer.Exit(1)
-    console.print(f"[green]run {outcome.run_id} succeeded[/green]")
+    for step in outcome.steps:
+        if step.kind == "check" and not step.ok:
+            colour = "yellow" if step.is_warning else "red"
+            detail = " ".join(step.detail.split())[:160]
+            console.print(f"[{colour}]{step.name}[/{colour}]: {detail}", soft_wrap=True)
+    by_step = Counter(w.split(": ", 1)[0] for w in outcome.warnings)
+    for step_key, count in by_step.items():
+        first = next(w for w in outcome.warnings if w.startswith(f"{step_key}: "))
+        console.print(
+            f"[yellow]{step_key} logged {count} warning(s)[/yellow], e.g. "
+            f"{first.split(': ', 1)[1][:100]}",
+            soft_wrap=True,
+        )
+    if outcome.warnings or any(not s.ok for s in outcome.steps):
+        console.print("details: `cdp run -v`, or the run's page in the Dagster UI")
 
 
 app.add_typer(identity_app, name="identity", help="Resolve and evaluate identities on files.")

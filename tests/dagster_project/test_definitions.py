@@ -1,10 +1,11 @@
-"""The Dagster graph: loads from cdp.yml, materializes for real, checks hold, sensor reacts."""
+"""The Dagster graph: loads from cdp.yml, materializes for real, checks hold.
+
+The landing sensor has its own tests (``test_landing_sensor.py``).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -14,8 +15,6 @@ import yaml
 from dagster_project.definitions import build_definitions
 from dagster_project.defs.ingest.assets import lake_asset_key
 from dagster_project.defs.ingest.checks import NEW_FILES_CHECK
-from dagster_project.defs.ingest.sensors import landing_changes
-from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import ConfigError, load_config
 from dagster_project.lib.settings import PlatformSettings
 
@@ -126,36 +125,6 @@ def test_quarantined_rows_show_in_metadata_and_a_wholly_bad_file_fails_its_check
     ]
     assert not check.passed and check.severity is dg.AssetCheckSeverity.ERROR
     assert "orders/orders_late_delivery.csv: every row quarantined (1 of 1)" in check.description
-
-
-def test_sensor_requests_ingest_only_for_sources_with_new_files(
-    settings: PlatformSettings,
-) -> None:
-    defs = build_definitions(settings)
-    sensor = defs.resolve_sensor_def("landing_files_sensor")
-    cdp = CdpResource.from_settings(settings)
-    with dg.instance_for_test() as instance:
-        first = sensor(dg.build_sensor_context(instance=instance, resources={"cdp": cdp}))
-        config = load_config(settings.config_path).config
-        requested = {k for r in first.run_requests for k in r.asset_selection}
-        assert requested == {lake_asset_key(s.name) for s in config.sources}
-
-        _, current = landing_changes(cdp, {})
-        cursor = json.dumps(current)
-        idle = sensor(
-            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"cdp": cdp})
-        )
-        assert not idle.run_requests
-
-        web = config.source("web_events")
-        existing = sorted((settings.home / "landing").glob(web.path))[0]
-        shutil.copy(existing, existing.with_name("events-2099-01.jsonl"))
-        later = sensor(
-            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"cdp": cdp})
-        )
-        assert [list(r.asset_selection) for r in later.run_requests] == [
-            [lake_asset_key("web_events")]
-        ]
 
 
 def test_unreadable_parquet_file_fails_the_asset_with_its_name(settings: PlatformSettings) -> None:
