@@ -26,6 +26,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_pipeline.py", ["--persons", "100000"], ["--persons", "5000"]),
     ("bench_snapshot.py", [], ["--persons", "20000", "--lookups", "2000"]),
     ("bench_api.py", [], ["--persons", "20000", "--duration", "10"]),
+    ("bench_startup.py", [], ["--repeats", "3"]),
 ]
 
 

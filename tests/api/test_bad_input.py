@@ -9,10 +9,10 @@ import stat
 from collections.abc import Callable
 
 import pytest
-from conftest import Api, Published
 
 from api.graphql.executor import INTERNAL_ERROR_MESSAGE
-from api.snapshot import DATABASE_FILE, read_current, snapshot_folder, write_current
+from snapshots import DATABASE_FILE, read_current, snapshot_folder, write_current
+from tests.support.api_harness import Api, Published
 
 LOOKUP = """query($t: String!, $v: String!) { customer(lookup: {type: $t, value: $v}) {
     customerId } }"""
@@ -163,7 +163,7 @@ def test_internal_errors_are_masked_and_leak_no_trace(
     from dagster_project.lib.publish import publish_snapshot
 
     world = fresh_world.world
-    publish_snapshot(world.warehouse, world.serving_dir, world.identity_dir)
+    publish_snapshot(world.warehouse, world.serving_dir)
     # A damaged snapshot (a column the API reads is gone) stands in for any internal failure.
     source = snapshot_folder(world.serving_dir, read_current(world.serving_dir))
     broken = world.serving_dir / "20990101T000000000000Z-broken"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_world import customer_id, email
-from conftest import Api, Published, Server, copy_world, start_server, stop_server
 
 from dagster_project.lib.publish import publish_snapshot
+from tests.support.api_harness import Api, Published, Server, copy_world, start_server, stop_server
+from tests.support.api_world import customer_id, email
 
 #: The fan-out a security review found: within depth and alias limits, 481,731 edges.
 FAN_OUT = """{ segments { members(first: 50) { edges { node { segments { segment {
@@ -165,7 +165,7 @@ def server(
     tmp_path = tmp_path_factory.mktemp("budget")
     world = copy_world(published, tmp_path / "home")
     w = world.world
-    publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir)
+    publish_snapshot(w.warehouse, w.serving_dir)
     running = start_server(w.home, tmp_path, workers=1)
     try:
         yield world, running

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from api_world import ALIAS, ANONYMOUS, EVENTFUL, HOUSEHOLD, customer_id, email, phone
-from conftest import Api
+
+from tests.support.api_harness import Api
+from tests.support.api_world import ALIAS, ANONYMOUS, EVENTFUL, HOUSEHOLD, customer_id, email, phone
 
 LOOKUP = """
 query Lookup($type: String!, $value: String!) {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api
+from tests.support.api_harness import Api
 
 PAGE = """query($first: Int!) { segment(name: "frequent_buyers") { members(first: $first) {
     edges { node { customerId email traits { orderCount engagementScore }

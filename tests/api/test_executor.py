@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import Api
-
 from api.graphql.executor import CACHE_SIZE
+from tests.support.api_harness import Api
 
 LOOKUP = 'query L($v: String!) { customer(lookup: {type: "email", value: $v}) { customerId } }'
 

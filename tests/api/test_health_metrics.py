@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from conftest import Api
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.api_harness import Api
 
 
 def samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

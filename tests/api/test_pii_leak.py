@@ -24,7 +24,6 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from conftest import api_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -32,6 +31,7 @@ from api.security import create_key
 from api.settings import ApiSettings
 from dagster_project.lib.settings import PlatformSettings
 from dagster_project.runner import run_pipeline
+from tests.support.api_harness import api_settings
 from tests.support.canary import (
     ALPHA,
     ALPHA_COOKIE,
@@ -58,7 +58,24 @@ KEY_SCOPES = {
 
 #: (type, field) pairs the crawler may leave unselected, because it cannot fill their required
 #: arguments from anything an earlier response showed. Keep it short and say why for each.
-EXEMPT: frozenset[tuple[str, str]] = frozenset()
+#: Root fields only an admin key may use. Admin implies pii:read, so no masked key can reach
+#: them; their personal fields are the LinkedRecord/Evidence types crawled here anyway, and
+#: their masking and audit are tested in tests/api/test_explain.py.
+ADMIN_ONLY_ROOTS: frozenset[str] = frozenset({"identityExplanation"})
+EXEMPT: frozenset[tuple[str, str]] = frozenset(
+    {("Query", "identityExplanation")}
+    | {
+        ("IdentityExplanation", field)
+        for field in ("isSameCustomer", "recordA", "recordB", "path", "refusedLinks", "reasons")
+    }
+    | {("IdentityExplanation", "summary")}
+    | {("IdentityLink", field) for field in ("record", "otherRecord", "evidence")}
+)
+
+
+def not_admin_only(field: str) -> bool:
+    """Whether a root field is open to the crawl's keys (see ADMIN_ONLY_ROOTS)."""
+    return field not in ADMIN_ONLY_ROOTS
 
 
 @dataclass
@@ -151,14 +168,20 @@ def crawls(leak_api: LeakApi, canary_world: CanaryWorld) -> Crawls:
         schema,
         max_depth=depth,
         granularity="leaf",
-        allow=lambda field, args: "id" not in args or args["id"] in focus,
+        allow=lambda field, args: (
+            not_admin_only(field) and ("id" not in args or args["id"] in focus)
+        ),
     ).crawl()
     after_pii = leak_api.audit_lines()
     # The masked key looks customers up only by values it could know (seen unmasked by the
     # pii crawl): masked values, "***" or opaque tokens, are never sent back.
     seen = set().union(*pii.values.values())
     masked = Crawler(
-        leak_api.posters[MASKED_KEY], schema, max_depth=depth, usable=lambda value: value in seen
+        leak_api.posters[MASKED_KEY],
+        schema,
+        max_depth=depth,
+        usable=lambda value: value in seen,
+        allow=lambda field, _args: not_admin_only(field),
     ).crawl()
     return Crawls(pii, masked, after_pii, leak_api.audit_lines())
 
@@ -328,7 +351,11 @@ def test_queries_refused_for_their_cost_are_split_rather_than_failed(
             post,
             introspect(post),
             max_depth=settings.api_max_depth,
-            allow=lambda field, args: "lookup" not in args and args.get("id", "") in {"", *focus},
+            allow=lambda field, args: (
+                not_admin_only(field)
+                and "lookup" not in args
+                and args.get("id", "") in {"", *focus}
+            ),
         ).crawl()
     assert any(e.refused_for_size for e in crawler.exchanges), "nothing was refused for cost"
     assert not _errors(crawler), "\n".join(_errors(crawler))

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from conftest import KEY_SCOPES, Api, Published, make_keys
 
 from dagster_project.lib.publish import MART_NAMES, publish_snapshot
+from snapshots import read_current, read_manifest, snapshot_folder
+from tests.support import dbt_tiny_world as tiny
+from tests.support.api_harness import KEY_SCOPES, Api, Published, make_keys
 
 pytestmark = pytest.mark.slow
 
 
-def _tiny_world_module() -> Any:  # the builder lives with the dbt tests; load it by path
-    path = Path(__file__).parents[1] / "dbt" / "dbt_tiny_world.py"
-    spec = importlib.util.spec_from_file_location("dbt_tiny_world", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("dbt_tiny_world", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    tiny = _tiny_world_module()
     world = tiny.build_tiny_world(tmp_path_factory.mktemp("real_marts"))
     result = tiny.run_dbt(world, ["build"], extra_vars={"affinity_min_pair_count": 1})
     assert result.returncode == 0, result.stdout[-4000:]
     workspace = world.workspace
-    publish_snapshot(workspace.warehouse, workspace.serving, workspace.identity)
-    from api_world import ApiWorld
+    publish_snapshot(workspace.warehouse, workspace.serving)
+    from tests.support.api_world import ApiWorld
 
     return Published(world=ApiWorld(home=workspace.home, persons=0), keys=make_keys(workspace.home))
 
@@ -47,8 +34,6 @@ def test_every_mart_is_published_with_its_row_count(real: Published) -> None:
         expected = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in MART_NAMES}
     finally:
         con.close()
-    from api.snapshot import read_current, read_manifest, snapshot_folder
-
     serving = api_home / "serving"
     manifest = read_manifest(snapshot_folder(serving, read_current(serving)))
     assert {m: manifest.tables[m] for m in MART_NAMES} == expected

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from api_world import EMAIL_RECORD, customer_id, email, phone
-from conftest import Api, Published
 
 from api.security import create_key, hash_key, load_keys_file
 from dagster_project.lib.publish import publish_snapshot
+from tests.support.api_harness import Api, Published
+from tests.support.api_world import EMAIL_RECORD, customer_id, email, phone
 
 PROFILE = """query($v: String!) { customer(lookup: {type: "email", value: $v}) {
     customerId email phone firstName lastName fullName birthDate streetAddress postalCode city
@@ -193,7 +193,7 @@ def test_new_and_disabled_keys_apply_without_restart(
     make_api: Callable[..., Api], fresh_world: Published
 ) -> None:
     world = fresh_world.world
-    publish_snapshot(world.warehouse, world.serving_dir, world.identity_dir)
+    publish_snapshot(world.warehouse, world.serving_dir)
     api = make_api(fresh_world)
     keys_file = fresh_world.home / "api_keys.yml"
     late = create_key(keys_file, "late", ["profile:read"])

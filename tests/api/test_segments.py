@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api_world import SEGMENTS, customer_id, is_member
-from conftest import Api
+from tests.support.api_harness import Api
+from tests.support.api_world import SEGMENTS, customer_id, is_member
 
 MEMBERS = """query($name: String!, $after: String) { segment(name: $name) {
     name size members(first: 40, after: $after) {

@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from api_world import customer_id, email, is_member
-from conftest import Published, Server, copy_world, start_server, stop_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from dagster_project.lib.publish import publish_snapshot
+from tests.support.api_harness import Published, Server, copy_world, start_server, stop_server
+from tests.support.api_world import customer_id, email, is_member
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def served(
     tmp_path = tmp_path_factory.mktemp("e2e")
     world = copy_world(published, tmp_path / "home")
     w = world.world
-    publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir)
+    publish_snapshot(w.warehouse, w.serving_dir)
     server = start_server(w.home, tmp_path, workers=2)
     try:
         yield world, server, tmp_path
@@ -174,9 +174,7 @@ def test_republishing_while_requests_run_fails_no_request(
     con = duckdb.connect(str(w.warehouse))
     con.execute("update customers set city = 'Oakland' where customer_id = 'cus_0002'")
     con.close()
-    published = [
-        publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir, keep=2) for _ in range(3)
-    ]
+    published = [publish_snapshot(w.warehouse, w.serving_dir, keep=2) for _ in range(3)]
     latest = published[-1].snapshot_id
     deadline = time.monotonic() + 10
     while httpx.get(server.url + "/health").json()["snapshot_id"] != latest:

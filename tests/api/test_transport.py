@@ -22,8 +22,6 @@ import httpx
 import pytest
 import typer
 import uvicorn
-from api_world import customer_id, email
-from conftest import Published, Server, copy_world, start_server, stop_server
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
@@ -39,6 +37,8 @@ from api.transport import (
 )
 from dagster_project.cli.serve import api_key_app, serve
 from dagster_project.lib.publish import publish_snapshot
+from tests.support.api_harness import Published, Server, copy_world, start_server, stop_server
+from tests.support.api_world import customer_id, email
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -61,7 +61,7 @@ def served(
     tmp_path = tmp_path_factory.mktemp("transport")
     world = copy_world(published, tmp_path / "home")
     w = world.world
-    publish_snapshot(w.warehouse, w.serving_dir, w.identity_dir)
+    publish_snapshot(w.warehouse, w.serving_dir)
     server = start_server(
         w.home,
         tmp_path,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -18,19 +16,7 @@ from dagster_project.defs.ingest.assets import build_ingest_assets, lake_asset_k
 from dagster_project.defs.resources import CdpResource
 from dagster_project.defs.segments.assets import behavioural_clusters
 from dagster_project.lib.dbt_project import behavioural_clusters_path
-
-
-def _load_tiny_world():  # the builder lives with the dbt tests; load it by path
-    path = Path(__file__).parents[1] / "dbt" / "dbt_tiny_world.py"
-    spec = importlib.util.spec_from_file_location("dbt_tiny_world", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("dbt_tiny_world", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = _load_tiny_world()
+from tests.support import dbt_tiny_world as tiny
 
 
 def _resources(home: Path) -> dict[str, object]:

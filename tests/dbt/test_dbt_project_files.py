@@ -98,8 +98,8 @@ def test_marts_enforce_contracts_with_a_type_on_every_column() -> None:
     assert expected <= set(models)
     for name, model in models.items():
         assert model["config"]["contract"] == {"enforced": True}, name
-        sql_file = DBT_PROJECT_DIR / "models" / "marts" / f"{name}.sql"
-        assert sql_file.exists(), name
+        sql_files = list((DBT_PROJECT_DIR / "models" / "marts").rglob(f"{name}.sql"))
+        assert len(sql_files) == 1, name
         for column in model["columns"]:
             assert column.get("data_type"), f"{name}.{column['name']} has no data_type"
 

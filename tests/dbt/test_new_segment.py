@@ -7,12 +7,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dbt_tiny_world import build_tiny_world, run_dbt
 
 from dagster_project.defs.dbt.assets import build_dbt_assets
 from dagster_project.defs.dbt.project import dbt_project
 from dagster_project.defs.dbt.translator import dbt_asset_key
 from dagster_project.lib.dbt_project import DBT_PROJECT_DIR, lake_globs, segment_model_names
+from tests.support.dbt_tiny_world import build_tiny_world, run_dbt
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,11 @@
 """A small warehouse with the marts' contract schemas, plus identity Parquet, for API tests.
 
-The tables are created from ``dbt/models/marts/_marts__models.yml`` (names and data types), so
-a contract change shows up here without editing this file; the rows are constructed so every
-expected answer is known: customer ``i`` has email ``person<i>@shopmail.com``, phone
-``+1415555<i:04d>``, account ``ACC-<i>``, loyalty ``L<i:06d>`` and cookie ``ck_<i>``.
+The tables are created from the contracts under ``dbt/models/marts/`` (names and data types,
+every YAML, the serving marts included), so a contract change shows up here without editing
+this file; the rows are constructed so every expected answer is known: customer ``i`` has email
+``person<i>@shopmail.com``, phone ``+1415555<i:04d>``, account ``ACC-<i>``, loyalty
+``L<i:06d>`` and cookie ``ck_<i>``. The serving marts (identity explanations, lookups, aliases)
+hold what the identity Parquet written next to the warehouse says, as dbt would derive it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CONTRACT = REPO / "dbt" / "models" / "marts" / "_marts__models.yml"
+from tests.support.marts import mart_columns as contract_columns
+
 AS_OF = date(2025, 6, 30)
 NOW = datetime(2025, 6, 30, 23, 0, tzinfo=UTC)
 
@@ -63,9 +64,8 @@ def is_member(segment: str, i: int) -> bool:
 
 
 def mart_columns() -> dict[str, list[tuple[str, str]]]:
-    """Columns and data types of every mart, read from the dbt contract."""
-    models = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))["models"]
-    return {m["name"]: [(c["name"], c["data_type"]) for c in m["columns"]] for m in models}
+    """Columns and data types of every mart, read from the dbt contracts (all marts YAML)."""
+    return contract_columns()
 
 
 @dataclass
@@ -173,6 +173,69 @@ def _identifiers(n: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _identifier_lookup(identifiers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One owner per value: each value is one customer's, but the household phone, which
+    customer 5 carries on more records (see HOUSEHOLD). Retired ids are not looked up here."""
+    claims: dict[tuple[str, str], set[str]] = {}
+    for row in identifiers:
+        if row["identifier_type"] != "alias_customer_id":
+            key = (row["identifier_type"], row["identifier_value"])
+            claims.setdefault(key, set()).add(row["customer_id"])
+    owners = {(customer_id(HOUSEHOLD[0]), customer_id(HOUSEHOLD[1])): customer_id(HOUSEHOLD[0])}
+    rows = []
+    for (identifier_type, value), customers in claims.items():
+        claimants = tuple(sorted(customers))
+        rows.append(
+            {
+                "identifier_type": identifier_type,
+                "identifier_value": value,
+                "customer_id": owners[claimants] if len(claimants) > 1 else claimants[0],
+                "customer_count": len(claimants),
+            }
+        )
+    return rows
+
+
+def _serving_rows(frames: dict[str, pd.DataFrame]) -> dict[str, list[dict[str, Any]]]:
+    """The identity marts as dbt derives them from the identity Parquet of this world."""
+    records = frames["identity_map"]
+    by_uid = {r["record_uid"]: r for r in records.to_dict("records")}
+    evidence = []
+    for edge in frames["identity_edges"].to_dict("records"):
+        for mine, other in (("record_uid_l", "record_uid_r"), ("record_uid_r", "record_uid_l")):
+            here, there = by_uid[edge[mine]], by_uid.get(edge[other], {})
+            evidence.append(
+                {
+                    "customer_id": here["customer_id"],
+                    "record_uid": edge[mine],
+                    "other_record_uid": edge[other],
+                    "other_customer_id": there.get("customer_id"),
+                    "other_source": there.get("source"),
+                    "other_record_id": there.get("record_id"),
+                    **{
+                        k: (None if pd.isna(v) else v)
+                        for k, v in edge.items()
+                        if k not in ("record_uid_l", "record_uid_r")
+                    },
+                }
+            )
+    aliases = frames["customer_aliases"]
+    survivor = dict(zip(aliases["alias_customer_id"], aliases["customer_id"], strict=True))
+    resolved = []
+    for row in aliases.to_dict("records"):
+        target = row["customer_id"]
+        while target in survivor:  # the world's chain has no cycle
+            target = survivor[target]
+        resolved.append({**row, "customer_id": target})
+    history = frames["customer_id_history"].to_dict("records")
+    return {
+        "identity_records": records.drop(columns=["resolved_at"]).to_dict("records"),
+        "identity_evidence": evidence,
+        "customer_aliases": resolved,
+        "customer_id_history": [{"event_number": k, **row} for k, row in enumerate(history)],
+    }
 
 
 def _traits(n: int) -> list[dict[str, Any]]:
@@ -387,14 +450,18 @@ def _create_table(
 
 
 def build_world(home: Path, persons: int = 300) -> ApiWorld:
-    """Write ``home/warehouse.duckdb`` and ``home/lake/identity/*.parquet``."""
+    """Write ``home/warehouse.duckdb`` (every mart) and ``home/lake/identity/*.parquet``."""
     assert persons > max(ANONYMOUS, *HOUSEHOLD) or persons > 10
     world = ApiWorld(home=home, persons=persons)
     columns = mart_columns()
     members, catalogue = _segment_rows(persons)
+    identifiers = _identifiers(persons)
+    frames = _identity_frames(persons)
     data: dict[str, list[dict[str, Any]]] = {
         "customers": _customers(persons),
-        "customer_identifiers": _identifiers(persons),
+        "customer_identifiers": identifiers,
+        "identifier_lookup": _identifier_lookup(identifiers),
+        **_serving_rows(frames),
         "customer_traits": _traits(persons),
         "customer_events": _events(persons),
         "customer_segments": members,
@@ -433,6 +500,6 @@ def build_world(home: Path, persons: int = 300) -> ApiWorld:
     finally:
         con.close()
     world.identity_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in _identity_frames(persons).items():
+    for name, frame in frames.items():
         frame.to_parquet(world.identity_dir / f"{name}.parquet", index=False)
     return world

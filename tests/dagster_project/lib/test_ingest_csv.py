@@ -8,21 +8,17 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import yaml
 
-from dagster_project.lib.config import LoadedConfig, SourceConfig, SourceOptions, load_config
+from dagster_project.lib.config import SourceOptions
 from dagster_project.lib.ingest import (
     FileStatus,
-    IngestReport,
-    ingest_source,
     lake_schema,
     read_lake,
     read_quarantine,
 )
 from dagster_project.lib.ingest.readers import _csv_fast, _csv_slow
 from dagster_project.lib.workspace import Workspace
-
-AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+from tests.support.ingest import ingest, setup
 
 PEOPLE: dict[str, Any] = {
     "name": "crm",
@@ -55,28 +51,6 @@ LINES: dict[str, Any] = {
         "unit_price": "price",
     },
 }
-
-
-def setup(
-    tmp_path: Path, source: dict[str, Any], files: dict[str, bytes | str]
-) -> tuple[LoadedConfig, SourceConfig, Workspace]:
-    """A CDP_HOME with a landing folder holding ``files`` and a cdp.yml for one source."""
-    home = tmp_path / "home"
-    for relative, content in files.items():
-        path = home / "landing" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    config = {"version": 1, "landing": "landing", "sources": [source]}
-    (home / "cdp.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    loaded = load_config(home / "cdp.yml")
-    return loaded, loaded.config.sources[0], Workspace(home)
-
-
-def ingest(loaded: LoadedConfig, source: SourceConfig, workspace: Workspace) -> IngestReport:
-    report = ingest_source(loaded, source, workspace, ingested_at=AT)
-    assert report.is_balanced(), report.summary()
-    assert all(f.is_balanced() for f in report.files)
-    return report
 
 
 def rows_by_id(workspace: Workspace, source: str) -> dict[str, dict[str, Any]]:

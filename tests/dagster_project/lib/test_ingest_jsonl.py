@@ -9,19 +9,14 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 
-from dagster_project.lib.config import LoadedConfig, SourceConfig, load_config
 from dagster_project.lib.ingest import (
     FileStatus,
-    IngestReport,
-    ingest_source,
     read_lake,
     read_quarantine,
 )
 from dagster_project.lib.workspace import Workspace
-
-AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+from tests.support.ingest import ingest, setup
 
 EVENTS: dict[str, Any] = {
     "name": "web",
@@ -37,28 +32,6 @@ EVENTS: dict[str, Any] = {
     },
     "identifiers": {"cookie_id": "cookie"},
 }
-
-
-def setup(
-    tmp_path: Path, source: dict[str, Any], files: dict[str, bytes | str], **top: Any
-) -> tuple[LoadedConfig, SourceConfig, Workspace]:
-    """A CDP_HOME with a landing folder holding ``files`` and a cdp.yml for one source."""
-    home = tmp_path / "home"
-    for relative, content in files.items():
-        path = home / "landing" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    config = {"version": 1, "landing": "landing", "sources": [source], **top}
-    (home / "cdp.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    loaded = load_config(home / "cdp.yml")
-    return loaded, loaded.config.sources[0], Workspace(home)
-
-
-def ingest(loaded: LoadedConfig, source: SourceConfig, workspace: Workspace) -> IngestReport:
-    report = ingest_source(loaded, source, workspace, ingested_at=AT)
-    assert report.is_balanced(), report.summary()
-    assert all(f.is_balanced() for f in report.files)
-    return report
 
 
 def jsonl(*records: dict[str, Any]) -> bytes:

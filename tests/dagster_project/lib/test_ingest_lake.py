@@ -13,13 +13,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from dagster_project.lib.config import LoadedConfig, SourceConfig, load_config
 from dagster_project.lib.ingest import (
     FileStatus,
     IngestError,
-    IngestReport,
     ingest_source,
     lake_schema,
     read_lake,
@@ -27,8 +24,8 @@ from dagster_project.lib.ingest import (
 )
 from dagster_project.lib.ingest.validate import _repeats
 from dagster_project.lib.workspace import Workspace
+from tests.support.ingest import AT, ingest, setup, write_landing
 
-AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 LATER = datetime(2024, 6, 2, 12, 0, tzinfo=UTC)
 
 PEOPLE: dict[str, Any] = {
@@ -40,34 +37,6 @@ PEOPLE: dict[str, Any] = {
     "mapping": {"first_name": "first", "email": "email", "signed_up_at": "signup"},
 }
 HEADER = "id,first,email,signup,tier\n"
-
-
-def setup(
-    tmp_path: Path, source: dict[str, Any], files: dict[str, bytes | str]
-) -> tuple[LoadedConfig, SourceConfig, Workspace]:
-    """A CDP_HOME with a landing folder holding ``files`` and a cdp.yml for one source."""
-    home = tmp_path / "home"
-    write(home, files)
-    config = {"version": 1, "landing": "landing", "sources": [source]}
-    (home / "cdp.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    loaded = load_config(home / "cdp.yml")
-    return loaded, loaded.config.sources[0], Workspace(home)
-
-
-def write(home: Path, files: dict[str, bytes | str]) -> None:
-    for relative, content in files.items():
-        path = home / "landing" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-
-
-def ingest(
-    loaded: LoadedConfig, source: SourceConfig, workspace: Workspace, at: datetime = AT
-) -> IngestReport:
-    report = ingest_source(loaded, source, workspace, ingested_at=at)
-    assert report.is_balanced(), report.summary()
-    assert all(f.is_balanced() for f in report.files)
-    return report
 
 
 def digests(workspace: Workspace) -> dict[str, str]:
@@ -127,7 +96,7 @@ def test_second_file_counts_identical_rows_and_writes_changed_ones(tmp_path: Pat
         "3,Cy,cy@x.org,2024-01-01T00:00:00Z,\n"  # identical
         "4,Di,di@x.org,2024-02-01T00:00:00Z,\n"  # new
     )
-    write(workspace.home, {"crm/2024-02.csv": second_file})
+    write_landing(workspace.home, {"crm/2024-02.csv": second_file})
     report = ingest(loaded, source, workspace, at=LATER)
 
     (skipped, new) = report.files

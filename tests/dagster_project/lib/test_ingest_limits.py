@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from dagster_project.lib.config import (
     ConfigError,
     IngestLimits,
-    LoadedConfig,
-    SourceConfig,
     SourceOptions,
-    load_config,
 )
-from dagster_project.lib.ingest import IngestReport, ingest_source, read_lake, read_quarantine
+from dagster_project.lib.ingest import read_lake, read_quarantine
 from dagster_project.lib.ingest.readers import _csv_fast, _csv_slow
 from dagster_project.lib.workspace import Workspace
-
-AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+from tests.support.ingest import ingest, setup
 
 PEOPLE: dict[str, Any] = {
     "name": "crm",
@@ -48,28 +42,6 @@ EVENTS: dict[str, Any] = {
     "mapping": {"event_type": "type", "occurred_at": "ts", "search_query": "q"},
 }
 BIG_NAME = "Zed" + "e" * (5 * 1024 * 1024)  # a 5 MB first name
-
-
-def setup(
-    tmp_path: Path, source: dict[str, Any], files: dict[str, bytes | str], **top: Any
-) -> tuple[LoadedConfig, SourceConfig, Workspace]:
-    home = tmp_path / "home"
-    home.mkdir(parents=True)
-    for relative, content in files.items():
-        path = home / "landing" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    config = {"version": 1, "landing": "landing", "sources": [source], **top}
-    (home / "cdp.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    loaded = load_config(home / "cdp.yml")
-    return loaded, loaded.config.sources[0], Workspace(home)
-
-
-def ingest(loaded: LoadedConfig, source: SourceConfig, workspace: Workspace) -> IngestReport:
-    report = ingest_source(loaded, source, workspace, ingested_at=AT)
-    assert report.is_balanced(), report.summary()
-    assert all(f.is_balanced() for f in report.files)
-    return report
 
 
 def reasons(workspace: Workspace, source: str) -> dict[int, str]:
