@@ -77,6 +77,7 @@ DEFAULT_BLOCKING_KEYS: Final[tuple[BlockingKey, ...]] = (
     BlockingKey("last_name__birth_date", ("last_name", "birth_date")),
     BlockingKey("first_name__birth_date", ("first_name_canonical", "birth_date")),
     BlockingKey("first_name__postal_code", ("first_name_canonical", "postal_code")),
+    BlockingKey("last_name__postal_code", ("last_name", "postal_code")),
     BlockingKey("street_address__postal_code", ("street_address", "postal_code")),
 )
 
