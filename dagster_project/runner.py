@@ -29,6 +29,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import make_new_run_id
 
 from dagster_project.definitions import build_definitions, run_console_config
+from dagster_project.defs import RUN_NOTE_KEY
 from dagster_project.defs.schedules import FULL_REFRESH_JOB
 from dagster_project.lib.settings import PlatformSettings
 from dagster_project.lib.workspace import Workspace
@@ -70,6 +71,9 @@ class RunOutcome:
     #: What the run's code logged at WARNING or above (``step: message``); failed steps are
     #: in ``failures``.
     warnings: list[str] = field(default_factory=list)
+    #: Lines assets asked the summary to show (``RUN_NOTE_KEY`` metadata), e.g. that identity
+    #: resolved without its probabilistic model.
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -238,6 +242,9 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunOutcome:
         rows = mat.metadata.get("dagster/row_count")
         detail = f"{rows.value} rows" if rows is not None else ""
         outcome.steps.append(StepOutcome(mat.asset_key.to_user_string(), "asset", True, detail))
+        note = mat.metadata.get(RUN_NOTE_KEY)
+        if note is not None and str(note.value) not in outcome.notes:
+            outcome.notes.append(str(note.value))
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         desc = evaluation.description or ""

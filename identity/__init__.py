@@ -58,6 +58,15 @@ from identity.vocabulary import (
 if TYPE_CHECKING:
     from identity._batch import Normalized
     from identity.collect import Collected, collect_records
+    from identity.diagnostics import (
+        MODEL_OFF,
+        MODEL_REUSED,
+        MODEL_SKIPPED,
+        MODEL_TRAINED,
+        ComparisonTraining,
+        comparison_training,
+        describe_model,
+    )
     from identity.evaluate import PairwiseScores, evaluate_clusters, pairwise_scores
     from identity.explain import (
         CustomerExplanation,
@@ -134,6 +143,18 @@ _LAZY: dict[str, str] = {
     "Normalized": "identity._batch",
     **dict.fromkeys(("Collected", "collect_records"), "identity.collect"),
     **dict.fromkeys(
+        (
+            "MODEL_OFF",
+            "MODEL_REUSED",
+            "MODEL_SKIPPED",
+            "MODEL_TRAINED",
+            "ComparisonTraining",
+            "comparison_training",
+            "describe_model",
+        ),
+        "identity.diagnostics",
+    ),
+    **dict.fromkeys(
         ("PairwiseScores", "evaluate_clusters", "pairwise_scores"), "identity.evaluate"
     ),
     **dict.fromkeys(
@@ -199,6 +220,10 @@ __all__ = [
     "IDENTITY_MAP_FILE",
     "IDENTITY_MAP_SCHEMA",
     "MODEL_FILE",
+    "MODEL_OFF",
+    "MODEL_REUSED",
+    "MODEL_SKIPPED",
+    "MODEL_TRAINED",
     "NORMALIZED_ATTRIBUTES",
     "NORMALIZED_COLUMNS",
     "PERSONAL_ATTRIBUTES",
@@ -210,6 +235,7 @@ __all__ = [
     "Collected",
     "ColumnMapping",
     "ColumnRef",
+    "ComparisonTraining",
     "CustomerExplanation",
     "Evidence",
     "IdentitySettings",
@@ -231,6 +257,8 @@ __all__ = [
     "TrainedModel",
     "collect_files",
     "collect_records",
+    "comparison_training",
+    "describe_model",
     "evaluate_clusters",
     "explain_customer",
     "explain_pair",

@@ -38,6 +38,10 @@ NAME_PAIR_SQL: Final[str] = (
 EMAIL_USER_COLUMN: Final[str] = "email_user"
 EMAIL_USER_SQL: Final[str] = "nullif(split_part(email, '@', 1), '')"
 
+#: Derived list column: a record's person-level named identifiers as ``type:value`` (null when
+#: it has none). Device identifiers (cookies) and values a shared device carried are left out.
+PERSON_IDENTIFIERS_COLUMN: Final[str] = "person_identifiers"
+
 #: Columns a blocking key may use (contract columns plus the derived name pair).
 BLOCKABLE_COLUMNS: Final[tuple[str, ...]] = (
     *COMPARED_COLUMNS,
@@ -79,6 +83,11 @@ DEFAULT_BLOCKING_KEYS: Final[tuple[BlockingKey, ...]] = (
     BlockingKey("first_name__postal_code", ("first_name_canonical", "postal_code")),
     BlockingKey("last_name__postal_code", ("last_name", "postal_code")),
     BlockingKey("street_address__postal_code", ("street_address", "postal_code")),
+    # First and last name swapped defeat every name key above; the sorted pair does not.
+    BlockingKey("name_pair__birth_date", (NAME_PAIR_COLUMN, "birth_date")),
+    BlockingKey("name_pair__postal_code", (NAME_PAIR_COLUMN, "postal_code")),
+    # Both names mistyped (or one missing, the other mistyped): no name key holds.
+    BlockingKey("birth_date__postal_code", ("birth_date", "postal_code")),
 )
 
 #: EM sessions: each trains the comparisons its key does not use. Person keys come first:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator
+from splink.internals.comparison_level import _default_m_values
 from splink.internals.exceptions import SplinkException
 from splink.internals.misc import prob_to_match_weight
 
@@ -45,6 +46,7 @@ from identity.blocking import (
     EMAIL_USER_SQL,
     NAME_PAIR_COLUMN,
     NAME_PAIR_SQL,
+    PERSON_IDENTIFIERS_COLUMN,
     BlockingKey,
 )
 from identity.comparisons import (
@@ -57,6 +59,7 @@ from identity.comparisons import (
     comparison_specs,
     email_user,
     person_comparisons,
+    person_identifiers_text,
 )
 from identity.settings import ModelSettings
 from identity.vocabulary import EDGE_COLUMNS, EDGE_SCHEMA
@@ -97,7 +100,7 @@ _DERIVED_SQL: Final[dict[str, str]] = {
 
 def _input_columns(keys: Sequence[BlockingKey]) -> list[str]:
     """Columns read from the record frame (the rest are derived from them)."""
-    columns = list(COMPARED_COLUMNS)
+    columns = [*COMPARED_COLUMNS, PERSON_IDENTIFIERS_COLUMN]
     for key in keys:
         columns.extend(c for c in key.columns if c not in columns and c not in _DERIVED_SQL)
     return columns
@@ -351,11 +354,11 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
         splink = linker.misc.save_model_to_json()
         splink.pop("linker_uid", None)  # random per linker; the model must be reproducible
         untrained = _untrain_thin_comparisons(splink, evidence)
+        not_learnt = splink_log.levels_not_learnt(splink, untrained, evidence, MIN_EM_PAIRS)
+        m_bounded = _bound_unlearnt_m(splink, evidence, untrained)
         bounded = _bound_unobserved_u(splink, min(settings.max_pairs_for_u, kept * (kept - 1) // 2))
     diagnostics = splink_log.as_dict()
-    diagnostics["levels_not_learnt"] = splink_log.levels_not_learnt(
-        splink, untrained, evidence, MIN_EM_PAIRS
-    )
+    diagnostics["levels_not_learnt"] = not_learnt
     training = {
         "records": len(records),
         "trained_on_records": int(kept),
@@ -365,6 +368,7 @@ def train_model(records: pd.DataFrame, settings: ModelSettings | None = None) ->
         "em_comparable_pairs": evidence,
         "untrained_comparisons": untrained,
         "u_bounded_levels": bounded,
+        "m_bounded_levels": m_bounded,
         "seconds": round(time.perf_counter() - started, 3),
         "stage_seconds": stages.seconds,
         "diagnostics": diagnostics,
@@ -379,8 +383,10 @@ def _comparable_pairs(
     """Pairs of an EM block, and those on which each comparison has something to compare."""
     counts = ["count(*)"]
     for spec in comparison_specs():
-        both = " or ".join(f"(l.{c} is not null and r.{c} is not null)" for c in spec.comparable)
-        counts.append(f"count(*) filter (where {both})")
+        both = spec.comparable_sql or " or ".join(
+            f"(l.{c} is not null and r.{c} is not null)" for c in spec.comparable
+        )
+        counts.append(f"count(*) filter (where coalesce({both}, false))")
     join = " and ".join(f"l.{c} = r.{c}" for c in key.columns)
     total, *row = con.sql(
         f"select {', '.join(counts)} from {_INPUT_TABLE} as l join {_INPUT_TABLE} as r "
@@ -422,9 +428,13 @@ def _estimate_m(
         # A failed session leaves Splink's settings without the comparisons it blocked on
         # and with its own prior: keep a copy to put back.
         saved = linker._settings_obj.core_model_settings.copy()
+        # The pairs are counted exactly above: Splink's own estimate (a probe on 1% of the
+        # records, i.e. 1 pair in 10,000) finds none in a block of a few thousand pairs and
+        # warns about it, so sampling is asked for only when the block is over the cap.
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                key.sql(settings.max_block_size), max_pairs=settings.em_max_pairs
+                key.sql(settings.max_block_size),
+                max_pairs=settings.em_max_pairs if pairs > settings.em_max_pairs else None,
             )
         except SplinkException as exc:
             linker._settings_obj.core_model_settings = saved
@@ -452,6 +462,32 @@ def _bound_unobserved_u(splink: dict[str, Any], sampled_pairs: int) -> list[str]
             if "u_probability" not in level and "m_probability" in level:
                 level["u_probability"] = bound
                 bounded.append(f"{comparison['output_column_name']}: {level['label_for_charts']}")
+    return bounded
+
+
+def _bound_unlearnt_m(
+    splink: dict[str, Any], evidence: Mapping[str, int], untrained: Sequence[str]
+) -> list[str]:
+    """Give levels EM never saw an m of at most 3 / the pairs it learnt from (rule of three).
+
+    Splink otherwise uses a generic default (5% spread over the levels), which next to a u
+    measured on a million random pairs made a level no pair of one person ever reached weigh
+    up to 12 bits (the same street in another town, on the sample world). Comparisons left to
+    Splink's defaults as a whole (``untrained``) keep them.
+    """
+    bounded = []
+    for comparison in splink["comparisons"]:
+        name = comparison["output_column_name"]
+        if name in untrained:
+            continue
+        levels = [lvl for lvl in comparison["comparison_levels"] if not lvl.get("is_null_level")]
+        defaults = _default_m_values(len(levels))  # indexed by comparison vector value
+        bound = 3.0 / max(evidence.get(name, 0), 3)
+        for index, level in enumerate(levels):
+            if "m_probability" in level or level.get("fix_m_probability"):
+                continue
+            level["m_probability"] = min(defaults[len(levels) - 1 - index], bound)
+            bounded.append(f"{name}: {level['label_for_charts']}")
     return bounded
 
 
@@ -856,7 +892,9 @@ class CandidateScorer:
         row: dict[str, Any] = {}
         for column in self._input_columns:
             value = record.get(column)
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
+            if column == PERSON_IDENTIFIERS_COLUMN:
+                row[column] = person_identifiers_text(value)
+            elif value is None or (not isinstance(value, str) and pd.isna(value)):
                 row[column] = None
             else:
                 row[column] = (value if isinstance(value, str) else str(value)) or None

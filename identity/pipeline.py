@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from identity._frames import arrow_frame, conform, empty_frame
+from identity.comparisons import MIN_COMPARED_ATTRIBUTES
+from identity.diagnostics import MODEL_OFF, MODEL_REUSED, MODEL_SKIPPED, MODEL_TRAINED
 from identity.graph import ClusterResult, SplitEvent, resolve_clusters
 from identity.ids import (
     IdAssignment,
@@ -33,7 +35,7 @@ from identity.ids import (
     empty_aliases,
     empty_history,
 )
-from identity.model import TrainedModel, train_model
+from identity.model import _EVIDENCE_COLUMNS, MIN_EM_PAIRS, TrainedModel, train_model
 from identity.normalize import NormalizationReport, Normalizer
 from identity.rules import (
     RuleResult,
@@ -42,8 +44,9 @@ from identity.rules import (
     empty_edge_frame,
     guard_model_edges,
     normalize_identifiers,
+    with_person_identifiers,
 )
-from identity.settings import IdentitySettings
+from identity.settings import IdentitySettings, ModelSettings
 from identity.vocabulary import (
     ALIASES_FILE,
     ATTRIBUTE_SCHEMA,
@@ -54,6 +57,7 @@ from identity.vocabulary import (
     HISTORY_FILE,
     IDENTIFIERS_FILE,
     IDENTIFIERS_SCHEMA,
+    IDENTITY_ATTRIBUTES,
     IDENTITY_MAP_FILE,
     MODEL_FILE,
     RECORDS_FILE,
@@ -65,7 +69,10 @@ from identity.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
-#: Fewer records than this cannot train a Fellegi-Sunter model worth trusting; rules only.
+#: Fewer records with enough attributes to compare (``MIN_COMPARED_ATTRIBUTES`` of the
+#: compared ones) cannot train a Fellegi-Sunter model worth trusting: customers are resolved
+#: with deterministic links alone. Records without attributes (a bare account id, a cookie) do
+#: not count: they are never compared, however many there are.
 MIN_RECORDS_FOR_MODEL: Final[int] = 50
 
 Progress = Callable[[str], None]
@@ -120,16 +127,21 @@ def resolve(
 ) -> Resolution:
     """Resolve raw records (see ``collect_records``) into customers.
 
-    ``model`` is reused when given; otherwise one is trained when ``train`` is true and there
-    are enough records. ``previous`` makes customer ids stable across runs.
+    ``model`` is reused when given; otherwise one is trained when ``train`` is true and enough
+    records carry attributes to compare. ``previous`` makes customer ids stable across runs.
+
+    When too few records carry attributes to compare, the model is skipped and customers
+    come from deterministic links alone; ``stats["model"]`` says so (``status``, ``skipped``).
 
     Raises:
-        ValueError: records without ``record_uid``, or with duplicate record uids.
+        ValueError: records without ``record_uid``, or with null or duplicate record uids.
     """
     seconds: dict[str, float] = {}
     cpu_seconds: dict[str, float] = {}
     if "record_uid" not in records:
         raise ValueError("records need a 'record_uid' column ('<source>:<record_id>')")
+    if records["record_uid"].isna().any():
+        raise ValueError("records: record_uid must not be null")
     duplicated = records["record_uid"][records["record_uid"].duplicated()]
     if not duplicated.empty:
         raise ValueError(
@@ -147,20 +159,21 @@ def resolve(
     rules = deterministic_edges(normalized, named, settings)
     rules.stats.identifier_junk = rule_stats.identifier_junk
     rules.stats.identifier_invalid = rule_stats.identifier_invalid
+    # the model also compares person-level identifiers (a transposed national id)
+    normalized = with_person_identifiers(normalized, rules)
     done()
 
-    model_stats: dict[str, Any] = {"used": False}
+    model_stats: dict[str, Any] = {
+        "status": MODEL_REUSED if model is not None else MODEL_OFF,
+        "used": False,
+    }
     model_edges = empty_edge_frame()
     if model is None and train:
-        if len(normalized) >= MIN_RECORDS_FOR_MODEL:
-            done = _timed(seconds, "train_model", progress, cpu_seconds)
-            model = train_model(normalized, settings.model)
-            done()
-            model_stats["trained"] = True
-        else:
-            model_stats["skipped"] = (
-                f"{len(normalized)} records; at least {MIN_RECORDS_FOR_MODEL} needed to train"
-            )
+        model, model_stats = _train_or_skip(
+            normalized, settings.model, seconds, cpu_seconds, progress
+        )
+    # which comparisons could be learnt at all (read by identity.diagnostics)
+    model_stats["attribute_records"] = attribute_records(normalized)
     if model is not None:
         done = _timed(seconds, "predict", progress, cpu_seconds)
         predicted = model.predict(normalized)
@@ -238,6 +251,119 @@ def resolve(
         splits=clustered.splits,
         attributes=attributes,
     )
+
+
+def _filled(
+    normalized: pd.DataFrame, attributes: Sequence[str] = _EVIDENCE_COLUMNS
+) -> dict[str, pd.Series]:
+    """Per attribute present in the frame: which records hold a value."""
+    filled = {}
+    for name in attributes:
+        if name in normalized.columns:
+            column = normalized[name]
+            held = column.notna()
+            if pd.api.types.is_string_dtype(column.dtype):
+                held &= column.ne("")  # the model reads an empty string as null
+            filled[name] = held
+    return filled
+
+
+def attribute_records(normalized: pd.DataFrame) -> dict[str, int]:
+    """Records holding each attribute (0 when no source maps it): what the model could learn."""
+    names = list(dict.fromkeys([*_EVIDENCE_COLUMNS, *IDENTITY_ATTRIBUTES]))
+    filled = _filled(normalized, names)
+    return {name: int(filled[name].sum()) if name in filled else 0 for name in names}
+
+
+def model_ready_records(normalized: pd.DataFrame) -> int:
+    """Records the model can compare: those with enough of the compared attributes."""
+    filled = _filled(normalized)
+    if not filled or normalized.empty:
+        return 0
+    counts = sum(column.astype("int64") for column in filled.values())
+    return int((counts >= MIN_COMPARED_ATTRIBUTES).sum())
+
+
+def _why_not_train(normalized: pd.DataFrame, settings: ModelSettings, ready: int) -> str | None:
+    """Why too few records carry the attributes a model compares, or None when enough do.
+
+    Training reads a random sample of large frames, so the records it would see are counted.
+    """
+    total = len(normalized)
+    needed = f"at least {MIN_RECORDS_FOR_MODEL} are needed to train the model"
+    attributes = ", ".join(_EVIDENCE_COLUMNS)
+    if total > settings.training_sample_records:
+        sampled = settings.training_sample_records
+        expected = ready * sampled // total
+        if expected < MIN_RECORDS_FOR_MODEL:
+            return (
+                f"about {expected:,} of the {sampled:,} records sampled for training (of "
+                f"{total:,}) have {MIN_COMPARED_ATTRIBUTES} or more of {attributes}; {needed}"
+            )
+        return None
+    if ready < MIN_RECORDS_FOR_MODEL:
+        return (
+            f"only {ready:,} of {total:,} records have {MIN_COMPARED_ATTRIBUTES} or more of "
+            f"{attributes}; {needed}"
+        )
+    return None
+
+
+def _why_unlearnt(training: Mapping[str, Any]) -> str | None:
+    """Why a trained model learnt nothing from the data, or None when it learnt something.
+
+    A model whose every comparison fell back to Splink's default m values was not estimated
+    from these records (every EM session had too few pairs): its scores would be guesses.
+    """
+    pairs: Mapping[str, int] = training.get("em_comparable_pairs") or {}
+    untrained = set(training.get("untrained_comparisons") or ())
+    if not pairs or any(name not in untrained for name in pairs):
+        return None
+    records = f"{int(training.get('trained_on_records', 0)):,} records with enough attributes"
+    if not training.get("em_sessions"):
+        return (
+            f"no comparison could be learnt: among the {records}, no blocking key found "
+            f"{MIN_EM_PAIRS} record pairs to learn from"
+        )
+    counts = ", ".join(f"{name} {count:,}" for name, count in pairs.items())
+    return (
+        f"no comparison could be learnt: the EM sessions had fewer than {MIN_EM_PAIRS} "
+        f"comparable pairs for each ({counts}) among the {records}"
+    )
+
+
+def _train_or_skip(
+    normalized: pd.DataFrame,
+    settings: ModelSettings,
+    seconds: dict[str, float],
+    cpu_seconds: dict[str, float],
+    progress: Progress | None,
+) -> tuple[TrainedModel | None, dict[str, Any]]:
+    """Train a model, or say why this run resolves with deterministic links alone.
+
+    Skipped when too few records carry enough attributes to compare (an identifiers-only
+    source: account ids and orders), when training finds too few of them in its sample, and
+    when the trained model learnt no comparison from the data.
+    """
+    ready = model_ready_records(normalized)
+    stats: dict[str, Any] = {"status": MODEL_SKIPPED, "used": False, "model_ready_records": ready}
+    reason = _why_not_train(normalized, settings, ready)
+    if reason is None:
+        done = _timed(seconds, "train_model", progress, cpu_seconds)
+        try:
+            model: TrainedModel | None = train_model(normalized, settings)
+        except ValueError as exc:  # record uids are checked above: too few comparable records
+            model, reason = None, f"training stopped: {exc}"
+        done()
+        if model is not None:
+            reason = _why_unlearnt(model.training)
+            if reason is None:
+                stats.update(status=MODEL_TRAINED, trained=True)
+                return model, stats
+            stats["training"] = model.training  # what it could not learn, for the diagnostics
+    stats["skipped"] = reason
+    logger.info("identity model skipped (deterministic links alone): %s", reason)
+    return None, stats
 
 
 def _concat_edges(rule_edges: pd.DataFrame, model_edges: pd.DataFrame) -> pd.DataFrame:
@@ -429,7 +555,8 @@ def write_resolution(
     resolution: Resolution, folder: Path, *, run_folder: Path | None = None
 ) -> dict[str, Path]:
     """Write the run's tables to ``folder`` (atomically per file); the model also to
-    ``run_folder`` when given. Returns the written paths by name."""
+    ``run_folder`` when given (a run without one removes the previous run's). Returns the
+    written paths by name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -453,6 +580,10 @@ def write_resolution(
         if run_folder is not None:
             resolution.model.save(Path(run_folder) / MODEL_FILE)
             written["run_model"] = Path(run_folder) / MODEL_FILE
+    else:
+        # An earlier run's model does not describe these links: explain and the real-time
+        # resolver must not score with it.
+        (folder / MODEL_FILE).unlink(missing_ok=True)
     stats = {
         "run_id": resolution.run_id,
         "resolved_at": resolution.resolved_at.isoformat(),

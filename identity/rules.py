@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from identity._frames import arrow_frame, empty_frame
+from identity.blocking import PERSON_IDENTIFIERS_COLUMN
+from identity.comparisons import IDENTIFIER_SEPARATOR, identifiers_related
 from identity.nicknames import NAME_FORMALS
 from identity.normalize import Normalizer, Status, edit_distance
 from identity.settings import IdentitySettings
@@ -47,6 +49,8 @@ _NAMED_GUARDS: Final[dict[str, str]] = {
     "email": "max_distinct_names_per_email",
     "phone": "max_distinct_names_per_phone",
 }
+#: Rejected-edge reason: nothing personal to compare, different emails (see below).
+NO_PERSONAL_EVIDENCE: Final[str] = "no_personal_evidence"
 _MIN_TYPO_LENGTH: Final[int] = 3
 _LONG_NAME: Final[int] = 7
 
@@ -83,6 +87,69 @@ class RuleResult:
     ambiguous: pd.DataFrame
     stats: RuleStats
     identifiers: pa.Table | None = None
+    #: Per record (in the records' order), its person identifiers as ``type:value`` (see
+    #: :func:`person_identifiers`); the model compares them.
+    person_identifiers: pd.Series | None = None
+
+
+def person_identifiers(
+    records: pd.DataFrame, identifiers: pa.Table | None, device_types: Sequence[str]
+) -> pd.Series:
+    """Each record's person-level identifiers, as the model compares them.
+
+    ``type:value`` entries, distinct and sorted, one per line (null: none; see
+    ``identity.comparisons.person_identifiers_text``). ``identifiers`` is the long identifier
+    table of :func:`deterministic_edges` (record, type, value, ``is_ambiguous``). Emails and
+    phones (contact details), device identifiers (``device_types``: a cookie belongs to a
+    browser, not a person) and the values of a shared device (a record holding several values
+    of one type) are left out.
+    """
+    if identifiers is None or identifiers.num_rows == 0:
+        column = pa.nulls(len(records), pa.string())
+    else:
+        with duckdb.connect() as con:
+            con.register("ids_in", identifiers)
+            con.register(
+                "uids_in",
+                pa.table(
+                    {
+                        "record_uid": pa.array(records["record_uid"].astype("str")),
+                        "position": pa.array(np.arange(len(records), dtype=np.int64)),
+                    }
+                ),
+            )
+            table = con.sql(
+                """
+                with entries as (
+                    select distinct record_uid, identifier_type || ':' || identifier_value as entry
+                    from ids_in
+                    where not coalesce(is_ambiguous, false)
+                      and not list_contains($excluded, identifier_type)
+                ),
+                texts as (
+                    select record_uid, string_agg(entry, $separator order by entry) as text
+                    from entries group by record_uid
+                )
+                select t.text
+                from uids_in as u left join texts as t using (record_uid)
+                order by u.position
+                """,
+                params={
+                    "excluded": ["email", "phone", *device_types],
+                    "separator": IDENTIFIER_SEPARATOR,
+                },
+            ).to_arrow_table()
+        column = table.column(0).combine_chunks().cast(pa.string())
+    return pd.Series(
+        column.to_pandas(), index=records.index, name=PERSON_IDENTIFIERS_COLUMN
+    ).astype("str")
+
+
+def with_person_identifiers(records: pd.DataFrame, rules: RuleResult) -> pd.DataFrame:
+    """``records`` (the frame the rules ran on) with the person-identifier lists they built."""
+    if rules.person_identifiers is None:
+        return records.assign(**{PERSON_IDENTIFIERS_COLUMN: None})
+    return records.assign(**{PERSON_IDENTIFIERS_COLUMN: rules.person_identifiers})
 
 
 def empty_identifier_frame() -> pd.DataFrame:
@@ -215,7 +282,9 @@ def first_names_conflict(a: NameKey, b: NameKey) -> bool:
     if forms_a & forms_b:
         return False
     shorter, longer = sorted((a.canonical, b.canonical), key=len)
-    if len(shorter) == 1 and longer.startswith(shorter):
+    if longer.startswith(shorter) and (len(shorter) == 1 or len(longer) == len(shorter) + 1):
+        # an initial, or a last letter dropped: a short name (ky / kyo) is too short for the
+        # typo rule, yet losing its last letter is the most common way to mistype it
         return False
     if _any_typo(forms_a, forms_b, slack=1):
         return False
@@ -396,9 +465,17 @@ def deterministic_edges(
                 left join ambiguous_keys a using (record_uid, identifier_type)
             ),
             clean_hubs as (
-                select identifier_type, identifier_value, min(record_uid) as clean_hub
-                from flagged where not is_ambiguous
-                group by identifier_type, identifier_value
+                -- a phone's star centres on a named record when there is one: a record
+                -- without a first name must not be the only way its household is joined
+                select f.identifier_type, f.identifier_value,
+                       arg_min(
+                           f.record_uid,
+                           (f.identifier_type = 'phone' and r.first_name_canonical is null,
+                            f.record_uid)
+                       ) as clean_hub
+                from flagged f left join records_in r using (record_uid)
+                where not f.is_ambiguous
+                group by f.identifier_type, f.identifier_value
             )
             select f.*, c.clean_hub
             from flagged f left join clean_hubs c using (identifier_type, identifier_value)
@@ -459,6 +536,8 @@ def deterministic_edges(
     finally:
         con.close()
     edges = _edge_dtypes(edges)
+    lists = person_identifiers(records, long, settings.anonymous_identifier_types)
+    edges = _guard_phone_edges(edges, records.assign(**{PERSON_IDENTIFIERS_COLUMN: lists}))
     stats.edges_accepted = int(edges["is_accepted"].sum())
     for reason, count in edges.loc[~edges["is_accepted"], "rejected_reason"].value_counts().items():
         stats.edges_rejected[str(reason)] = int(count)
@@ -469,7 +548,31 @@ def deterministic_edges(
         ambiguous=ambiguous,
         stats=stats,
         identifiers=long,
+        person_identifiers=lists,
     )
+
+
+def _guard_phone_edges(edges: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Refuse phone links that a household explains as well as one person.
+
+    The distinct-names guard cannot see a relative whose record has no first name: it counts
+    no name for it. Such a link is refused (``no_personal_evidence``) when nothing personal
+    can be compared and the emails differ (see :func:`without_personal_evidence`).
+    """
+    candidates = (
+        edges["is_accepted"].to_numpy(dtype=bool) & (edges["rule"] == "same_phone").to_numpy()
+    )
+    if not candidates.any():
+        return edges
+    rows = np.flatnonzero(candidates)
+    household = without_personal_evidence(edges.iloc[rows], records)
+    if not household.any():
+        return edges
+    edges = edges.copy()
+    refused = edges.index[rows[household]]
+    edges.loc[refused, "is_accepted"] = False
+    edges.loc[refused, "rejected_reason"] = NO_PERSONAL_EVIDENCE
+    return edges
 
 
 def _weak_values(
@@ -588,14 +691,69 @@ def rule_strength(rules: Sequence[str], unique_types: Sequence[str]) -> np.ndarr
     )
 
 
+def _column(records: pd.DataFrame, column: str, uids: pd.Series) -> np.ndarray:
+    """``column`` of the records ``uids`` name, as objects (None when missing)."""
+    if column not in records:
+        return np.full(len(uids), None, dtype=object)
+    values = records.set_index("record_uid")[column].reindex(uids.to_numpy())
+    return values.astype("object").where(values.notna(), None).to_numpy()
+
+
+def without_personal_evidence(pairs: pd.DataFrame, records: pd.DataFrame) -> np.ndarray:
+    """Which pairs (``record_uid_l``/``_r``) rest on household evidence alone.
+
+    A household shares its phone, its address and its family name; what tells its members
+    apart is personal: a first name, a birth date, a person's own identifier, a mailbox. A
+    pair with no first names and no birth dates to compare (one record lacks each: a shop
+    account without a first name) and no same or near person identifier, whose emails
+    differ, is as likely a relative as the person, whatever a shared phone or the model says.
+    """
+    if pairs.empty:
+        return np.zeros(0, dtype=bool)
+    left, right = pairs["record_uid_l"], pairs["record_uid_r"]
+
+    def both(column: str) -> tuple[np.ndarray, np.ndarray]:
+        return _column(records, column, left), _column(records, column, right)
+
+    first_l, first_r = both("first_name_canonical")
+    birth_l, birth_r = both("birth_date")
+    email_l, email_r = both("email")
+    present = pd.notna
+    suspect = (
+        ~(present(first_l) & present(first_r))
+        & ~(present(birth_l) & present(birth_r))
+        & present(email_l)
+        & present(email_r)
+        & (email_l != email_r)
+    )
+    if suspect.any() and PERSON_IDENTIFIERS_COLUMN in records:
+        rows = np.flatnonzero(suspect)
+        ids_l = _column(records, PERSON_IDENTIFIERS_COLUMN, left.iloc[rows])
+        ids_r = _column(records, PERSON_IDENTIFIERS_COLUMN, right.iloc[rows])
+        for row, a, b in zip(rows, ids_l, ids_r, strict=True):
+            if identifiers_related(a, b):
+                suspect[row] = False
+    return suspect
+
+
 def guard_model_edges(edges: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Reject model edges between records whose first names cannot be the same person.
+    """Reject model edges that a household explains as well as one person.
 
     A probabilistic model that sees the same last name, phone and street scores household
-    members as one person; two first names that are clearly different (see
-    :func:`first_names_conflict`) veto such an edge (``rejected_reason = conflicting_names``).
+    members as one person. Two first names that are clearly different (see
+    :func:`first_names_conflict`) veto such an edge (``rejected_reason = conflicting_names``);
+    so does nothing personal to compare beside different emails (see
+    :func:`without_personal_evidence`; ``no_personal_evidence``).
     """
-    if edges.empty or "first_name_canonical" not in records:
+    if edges.empty:
+        return edges
+    household = without_personal_evidence(edges, records)
+    if household.any():
+        edges = edges.copy()
+        edges.loc[household, "is_accepted"] = False
+        edges.loc[household, "rejected_reason"] = NO_PERSONAL_EVIDENCE
+        logger.info("model edges rejected for lack of personal evidence: %d", int(household.sum()))
+    if "first_name_canonical" not in records:
         return edges
     columns = ["first_name_canonical", "first_name", "last_name", "birth_date"]
     present = [c for c in columns if c in records]
@@ -612,6 +770,7 @@ def guard_model_edges(edges: pd.DataFrame, records: pd.DataFrame) -> pd.DataFram
         dtype=bool,
         count=len(edges),
     )
+    conflict &= edges["is_accepted"].to_numpy(dtype=bool)
     if not conflict.any():
         return edges
     out = edges.copy()

@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out_console = Console()
+#: Where identity passes Splink's own log lines on, verbatim, at DEBUG.
+SPLINK_LOGGER = "identity.splink"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -51,9 +53,16 @@ def resolve(
     edges: Annotated[
         Path | None, typer.Option(help="also write the evidence edges to this Parquet file")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log each step")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="log each step, and Splink's own lines (DEBUG)"),
+    ] = False,
 ) -> None:
-    """Find the records that are the same person, within and across the input files."""
+    """Find the records that are the same person, within and across the input files.
+
+    After the figures, says how the model was used and, comparison by comparison, what its
+    training could not learn and what to do about it.
+    """
     from identity import (
         IdentitySettingsError,
         MappingError,
@@ -64,6 +73,8 @@ def resolve(
     from identity import resolve as resolve_records
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR)
+    if verbose:  # Splink's raw lines are kept at DEBUG on identity.splink while it trains
+        logging.getLogger(SPLINK_LOGGER).setLevel(logging.DEBUG)
     overrides: dict[str, object] = {"phone_default_region": phone_region}
     if max_cluster_size is not None:
         overrides["max_cluster_size"] = max_cluster_size
@@ -104,8 +115,8 @@ def resolve(
     model = stats["model"]
     table.add_row(
         "model",
-        "not used: " + model["skipped"]
-        if "skipped" in model
+        "not used: deterministic links only"
+        if not model.get("used")
         else f"{model.get('edges', 0):,} edges",
     )
     table.add_row("seconds", f"{sum(stats['seconds'].values()):.1f}")
@@ -116,7 +127,43 @@ def resolve(
     for size, count in stats["cluster_size_histogram"].items():
         sizes.add_row(size, f"{count:,}")
     console.print(sizes)
+    _print_model(model, verbose)
     console.print(f"wrote {out}")
+
+
+_STATUS_STYLE = {"learnt": "green", "partly learnt": "yellow", "not learnt": "red"}
+
+
+def _print_model(model: dict[str, Any], verbose: bool) -> None:
+    """How the model was used, then per comparison what training learnt and what to do."""
+    from identity import MODEL_SKIPPED, comparison_training, describe_model
+
+    style = "yellow" if model.get("status") == MODEL_SKIPPED else "bold"
+    console.print(Text(describe_model(model), style), soft_wrap=True)
+    training = model.get("training") or {}
+    rows = comparison_training(training, model.get("attribute_records"))
+    if rows:
+        table = Table(title="Model training", title_justify="left")
+        table.add_column("comparison", no_wrap=True)
+        table.add_column("m values", no_wrap=True)
+        table.add_column("pairs in EM", justify="right")
+        table.add_column("what to do", overflow="fold")
+        for row in rows:
+            table.add_row(
+                row.comparison,
+                Text(row.status, _STATUS_STYLE.get(row.status, "")),
+                "" if row.pairs is None else f"{row.pairs:,}",
+                Text(row.advice),
+            )
+        console.print(table)
+    warned = (training.get("diagnostics") or {}).get("splink_warnings") or []
+    if verbose and warned:  # Splink's own words: for whoever asked for the detail
+        said = Table(title="Splink said", title_justify="left")
+        said.add_column("message", overflow="fold")
+        said.add_column("times", justify="right")
+        for warning in warned:
+            said.add_row(Text(warning["message"]), str(warning["count"]))
+        console.print(said)
 
 
 @app.command()

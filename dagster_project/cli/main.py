@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -183,6 +184,8 @@ def run(
         _print_steps(outcome)
     else:
         _print_summary(outcome)
+    for note in outcome.notes:  # what a successful run still wants its operator to know
+        console.print(f"[cyan]note[/cyan]: {escape(note)}", soft_wrap=True)
     for failure in outcome.failures:
         console.print(f"[red]{failure}[/red]")
     failed_checks = [

@@ -154,3 +154,23 @@ def test_the_log_level_is_the_flag_else_the_variable_else_warning(
     verbose: int, environ: dict[str, str], level: int
 ) -> None:
     assert chosen_log_level(verbose, environ) == level
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_run_prints_what_assets_ask_the_summary_to_say(
+    cdp_home: Path, monkeypatch: pytest.MonkeyPatch, verbose: list[str]
+) -> None:
+    from dagster_project import runner as runner_module
+
+    note = "identity: model skipped: only 0 of 302 records have [2] or more of first_name"
+    outcome = runner_module.RunOutcome(
+        run_id="r1",
+        success=True,
+        steps=[runner_module.StepOutcome("identity/identity_map", "asset", True, "302 rows")],
+        notes=[note],
+    )
+    monkeypatch.setattr(runner_module, "run_pipeline", lambda *args, **kwargs: outcome)
+    result = runner.invoke(app, ["run", *verbose], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert f"note: {note}" in result.output  # markup-like text is printed as written
+    assert result.output.index("note:") < result.output.index("run r1 succeeded")

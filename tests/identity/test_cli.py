@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
-from dagster_project.cli.identity import app
+from dagster_project.cli.identity import SPLINK_LOGGER, app
 
 MAPPING = """\
 record_id: rec_id
@@ -305,6 +307,71 @@ def test_small_inputs_resolve_with_rules_only(tmp_path):
     assert clusters.loc["1", "customer_id"] == clusters.loc["2", "customer_id"]
     assert clusters.loc["3", "cluster_size"] == 1
     assert "not used" in result.output
+
+
+#: What Splink says while it trains, in its own words: never printed unless --verbose.
+SPLINK_LINES = ("not observed in dataset", "[EM sampling]", "Iteration 1:", "fully trained")
+
+
+def _row(output: str, *texts: str) -> str:
+    """The one table line holding every text."""
+    [line] = [line for line in output.splitlines() if all(t in line for t in texts)]
+    return line
+
+
+def test_resolve_says_per_comparison_what_training_learnt_and_what_to_do(febrl, tmp_path, caplog):
+    file_a, file_b, _, _ = febrl
+    mapping = tmp_path / "no_birth_dates.yml"  # the files hold birth dates; nobody maps them
+    mapping.write_text("".join(line for line in MAPPING.splitlines(True) if "birth" not in line))
+    args = ["resolve", str(file_a), str(file_b), "--mapping", str(mapping)]
+    wide = {"COLUMNS": "250"}
+    quiet = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.pq")], env=wide)
+    assert quiet.exit_code == 0, quiet.output
+    output = quiet.output
+    assert output.index("Cluster sizes") < output.index("Model training")  # after the summary
+    assert re.search(r"model trained on 1,700 records, \d of \d comparisons learnt", output)
+    birth = _row(output, "birth_date", "not learnt")
+    assert "no m learnt: no record has birth_date; add a source with birth_date" in birth
+    assert "accept Splink's default m values" in birth
+    # how many pairs each comparison was learnt from
+    assert re.search(r"│ last_name +│ (partly )?learnt +│ +[1-9][\d,]* │", output)
+    # contact: no email or phone in these files, so its email and phone levels are Splink's
+    flat = re.sub(r"[│\s]+", " ", output)  # table cells wrap over lines
+    assert "no record has email and phone; map email and phone if a source holds them" in flat
+    assert not [text for text in SPLINK_LINES if text in output]
+    assert "Splink said" not in output
+
+    splink = logging.getLogger(SPLINK_LOGGER)
+    try:
+        with caplog.at_level(logging.DEBUG, logger=SPLINK_LOGGER):
+            verbose = CliRunner().invoke(
+                app, [*args, "--out", str(tmp_path / "b.pq"), "--verbose"], env=wide
+            )
+    finally:
+        splink.setLevel(logging.NOTSET)  # the command sets it for its process
+    assert verbose.exit_code == 0, verbose.output
+    raw = [r.getMessage() for r in caplog.records if r.name == SPLINK_LOGGER]
+    assert any("not observed in dataset" in message for message in raw)
+    assert "Splink said" in verbose.output
+
+
+def test_resolve_on_identifiers_only_says_the_model_was_skipped(tmp_path):
+    data = tmp_path / "accounts.csv"
+    data.write_text("id,account\n" + "".join(f"r{i},A{i % 100}\n" for i in range(120)))
+    mapping = tmp_path / "m.yml"
+    mapping.write_text("record_id: id\nidentifiers:\n  account_id: account\n")
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(
+        app, ["resolve", str(data), "--mapping", str(mapping), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    output = " ".join(result.output.split())
+    assert "model skipped: only 0 of 120 records have 2 or more of first_name" in output
+    assert "customers were resolved with deterministic links alone" in output
+    assert "Model training" not in output
+    clusters = pd.read_parquet(out).set_index("record_id")
+    assert clusters.loc["r1", "customer_id"] == clusters.loc["r101", "customer_id"]
 
 
 def test_evaluate_rejects_truth_without_columns(resolved, tmp_path):

@@ -258,3 +258,88 @@ def test_model_edges_between_clearly_different_first_names_are_vetoed():
     assert first_names_conflict(
         NameKey("jennifer", None, "j", None), NameKey("patricia", None, "j", None)
     )
+
+
+def test_a_short_name_missing_its_last_letter_is_not_a_conflict():
+    """ "ky" / "kyo": too short for the typo rule, yet a dropped last letter is the most common
+    way to mistype a short name; a different short name still conflicts."""
+    assert not first_names_conflict(NameKey("ky", None, "k", None), NameKey("kyo", None, "k", None))
+    assert first_names_conflict(NameKey("ky", None, "k", None), NameKey("kim", None, "k", None))
+    assert first_names_conflict(NameKey("jo", None, "j", None), NameKey("joan", None, "j", None))
+
+
+def _model_edge(left: str, right: str) -> dict:
+    return {
+        "record_uid_l": left,
+        "record_uid_r": right,
+        "evidence_type": "model",
+        "rule": "splink",
+        "identifier_type": None,
+        "match_probability": 0.999,
+        "match_weight": 12.0,
+        "details": "{}",
+        "is_accepted": True,
+        "rejected_reason": None,
+    }
+
+
+def test_a_model_edge_with_nothing_personal_to_compare_is_refused_unless_an_identifier_says_so():
+    """Same family name, phone and street, no first name or birth date on one side and
+    different mailboxes: as likely a relative as the person. A near-equal person identifier
+    (one transposition apart) is personal evidence and lets the edge stand."""
+    from identity.blocking import PERSON_IDENTIFIERS_COLUMN
+
+    household = {"last_name": "Baker", "phone": "2125550199", "street_address": "1 Elm St"}
+    records = _records(
+        [
+            {"record_uid": "a:1", "first_name": "Brenda", "email": "brenda@x.org", **household},
+            {"record_uid": "a:2", "email": "tom.baker@y.org", **household},
+            {"record_uid": "a:3", "email": "b.baker@z.org", **household},
+            {"record_uid": "a:4", "email": "brenda@x.org", **household},
+        ]
+    ).assign(
+        **{
+            PERSON_IDENTIFIERS_COLUMN: [
+                "national_id:1234567",
+                None,
+                "national_id:1243567",
+                None,
+            ]
+        }
+    )
+    edges = pd.DataFrame(
+        [_model_edge("a:1", "a:2"), _model_edge("a:1", "a:3"), _model_edge("a:1", "a:4")]
+    )
+    guarded = guard_model_edges(edges, records)
+    assert guarded["is_accepted"].tolist() == [False, True, True]
+    assert guarded["rejected_reason"].iloc[0] == "no_personal_evidence"
+
+
+def test_person_identifiers_leave_out_contacts_devices_and_shared_values():
+    from identity.rules import person_identifiers
+
+    records = _records(
+        [
+            {"record_uid": "a:1", "last_name": "Wood"},
+            {"record_uid": "a:2", "last_name": "Wood"},
+            {"record_uid": "a:3", "last_name": "Wood"},
+        ]
+    )
+    identifiers = _identifiers(
+        [
+            ("a:1", "national_id", "987-65-4321"),
+            ("a:1", "account_id", "A7"),
+            ("a:1", "email", "w@x.org"),
+            ("a:2", "cookie_id", "c-1"),
+            ("a:3", "account_id", "A8"),
+        ]
+    )
+    result = deterministic_edges(records, identifiers, SETTINGS)
+    lists = person_identifiers(
+        records, result.identifiers, SETTINGS.anonymous_identifier_types
+    ).tolist()
+    assert pd.isna(lists[1])  # a cookie is a browser's, not a person's
+    entries = lists[0].split("\n")
+    assert entries == sorted(entries) and len(entries) == 2
+    assert {e.split(":", 1)[0] for e in entries} == {"account_id", "national_id"}
+    assert lists[2].startswith("account_id:")

@@ -14,18 +14,24 @@ from typing import Any, Final
 
 import dagster as dg
 
+from dagster_project.defs import RUN_NOTE_KEY
 from dagster_project.defs.ingest.assets import lake_asset_key
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import CdpConfig, LoadedConfig, SourceConfig, SourceKind
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.workspace import Workspace
 from identity import (
+    MODEL_OFF,
+    MODEL_SKIPPED,
+    MODEL_TRAINED,
     Collected,
     IdentitySettings,
     IdentitySettingsError,
     Resolution,
     TrainedModel,
     collect_records,
+    comparison_training,
+    describe_model,
     load_identity_settings,
     read_previous_state,
     read_saved_model,
@@ -150,8 +156,41 @@ def resolution_metadata(resolution: Resolution) -> dict[str, Any]:
     }
     if ids.get("previous_records_same_id") is not None:
         metadata["previous_records_same_id"] = round(ids["previous_records_same_id"], 6)
-    if "skipped" in model:
-        metadata["model"] = f"not used: {model['skipped']}"
+    metadata.update(model_metadata(model))
+    return metadata
+
+
+def model_metadata(model: dict[str, Any]) -> dict[str, Any]:
+    """How the run used the model, one line an operator reads first, then what it learnt.
+
+    A skipped model also leaves ``RUN_NOTE_KEY``, which ``cdp run`` prints in its summary:
+    a run on identifiers alone succeeds, but its operator should know why nothing is fuzzy.
+    """
+    line = describe_model(model)
+    status = str(model.get("status") or (MODEL_TRAINED if model.get("used") else MODEL_OFF))
+    metadata: dict[str, Any] = {
+        "model_status": status,
+        "model": dg.MetadataValue.md(
+            f"**Model skipped.** {line.removeprefix('model skipped: ')}.\n\nTo also link "
+            "records that share no identifier, map names, emails, phones, addresses or birth "
+            "dates of a people source in `cdp.yml`."
+            if status == MODEL_SKIPPED
+            else line[0].upper() + line[1:]
+        ),
+    }
+    if status == MODEL_SKIPPED:
+        metadata[RUN_NOTE_KEY] = f"identity: {line}"
+    rows = comparison_training(model.get("training") or {}, model.get("attribute_records"))
+    if rows:
+        metadata["model_comparisons"] = dg.MetadataValue.md(
+            markdown_table(
+                ["comparison", "status", "pairs in EM", "what to do"],
+                [
+                    [r.comparison, r.status, "" if r.pairs is None else r.pairs, r.advice]
+                    for r in rows
+                ],
+            )
+        )
     metadata.update(model_training_metadata(model.get("training") or {}))
     return metadata
 
@@ -279,6 +318,7 @@ def build_identity_assets(config: CdpConfig) -> Sequence[dg.AssetsDefinition]:
             progress=lambda step: context.log.info(f"identity: {step}"),
         )
         write_resolution(resolution, workspace.identity, run_folder=workspace.runs / context.run_id)
+        context.log.info(f"identity: {describe_model(resolution.stats['model'])}")
         for split in resolution.splits[:_LOGGED_SPLITS]:
             context.log.warning(f"guard split: {split.as_dict()}")
         if len(resolution.splits) > _LOGGED_SPLITS:
