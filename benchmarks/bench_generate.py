@@ -1,8 +1,10 @@
 """Sample-world generator speed: ``generate_world`` at 1,000,000 persons (budget: 5 minutes).
 
-Usage: ``python benchmarks/bench_generate.py [--persons 1000000] [--out DIR] [--keep]``
+Usage: ``python benchmarks/bench_generate.py [--persons 1000000] [--out DIR] [--keep] [--measure]``
 
-Prints wall seconds, CPU seconds (all threads), peak memory, rows per source and MB written.
+Prints wall seconds, CPU seconds (all threads), peak memory, rows per source and MB written;
+with ``--measure``, also the world's figures next to the published ones it is calibrated to
+(``dagster_project/lib/generate/calibration.py``; e.g. ``--persons 10000 --measure``).
 The machine's load average is printed too: the generator uses both cores, so other work on the
 machine slows it in proportion.
 """
@@ -19,6 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from dagster_project.lib.generate import generate_world
+from dagster_project.lib.generate.calibration import FIGURES, measure
 
 BUDGET_SECONDS = 300
 
@@ -31,6 +34,9 @@ def main() -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=date(2025, 6, 1))
     parser.add_argument("--out", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--measure", action="store_true", help="print the calibration figures of the world"
+    )
     args = parser.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_generate_"))
@@ -42,10 +48,13 @@ def main() -> int:
         if done == total:
             steps[step] = time.perf_counter() - started
 
+    measured: dict[str, float] = {}
     try:
         report = generate_world(
             out, args.persons, args.seed, end=args.end, progress=progress, overwrite=True
         )
+        if args.measure:
+            measured = measure(out)
     finally:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -69,6 +78,15 @@ def main() -> int:
     print("  rows per source:")
     for source, count in report.rows.items():
         print(f"    {source:<16} {count:>12,}  ({count / args.persons:.2f} per person)")
+    if measured:
+        print("  calibration (measured on the landing files; published figure and band):")
+        for figure in FIGURES:
+            value = measured[figure.name]
+            ok = "ok" if figure.low <= value <= figure.high else "OUTSIDE"
+            print(
+                f"    {figure.name:<28} {value:8.4f}  published {figure.published:.4f} "
+                f"[{figure.low}, {figure.high}] {ok}"
+            )
     if args.persons >= 1_000_000 and report.seconds > BUDGET_SECONDS:
         print(f"  OVER BUDGET: {report.seconds:.0f}s > {BUDGET_SECONDS}s")
         return 1

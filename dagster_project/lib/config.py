@@ -85,6 +85,7 @@ class SourceKind(StrEnum):
     PRICE_CHANGES = "price_changes"
     EMAIL_EVENTS = "email_events"
     CONSENTS = "consents"
+    OFFERS = "offers"
 
 
 T = FieldType
@@ -150,6 +151,22 @@ KIND_FIELDS: dict[SourceKind, tuple[FieldSpec, ...]] = {
         FieldSpec("is_granted", T.BOOLEAN, required=True),
         FieldSpec("changed_at", T.TIMESTAMP, required=True),
         *_identity_fields("email", "phone"),
+    ),
+    # A sales calendar: one row per product a sale (a campaign) covers, so offers join products
+    # and orders on product_id and emails on campaign_id = sale_id.
+    SourceKind.OFFERS: (
+        FieldSpec("offer_id", T.TEXT, required=True, description="one product in one sale"),
+        FieldSpec("sale_id", T.TEXT, required=True, description="the sale; emails' campaign_id"),
+        FieldSpec("product_id", T.TEXT, required=True),
+        FieldSpec("starts_at", T.TIMESTAMP, required=True),
+        FieldSpec("ends_at", T.TIMESTAMP, required=True, description="exclusive"),
+        FieldSpec("discount_percent", T.DECIMAL, description="off the regular price"),
+        FieldSpec("regular_price", T.DECIMAL, description="regular price when the sale starts"),
+        FieldSpec("sale_price", T.DECIMAL, description="price during the sale"),
+        FieldSpec("title", T.TEXT),
+        FieldSpec("theme", T.TEXT, description="e.g. black-friday, brand-spotlight"),
+        FieldSpec("brand", T.TEXT, description="empty for a collection of several brands"),
+        FieldSpec("category", T.TEXT),
     ),
 }
 

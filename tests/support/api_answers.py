@@ -2,12 +2,12 @@
 
 Refactors promise "the same `cdp run` on the same world gives the same answers": this builds the
 world, runs the pipeline, asks the API a fixed set of questions with a full-access key and
-returns the answers as plain JSON, so a test can compare them with answers recorded by an
-earlier version (``tests/support/baselines/``) and name every intended difference.
+returns the answers as plain JSON, so ``tests/test_api_answers.py`` can compare them with the
+answers recorded by an earlier version (``tests/support/baselines/api_answers.json``).
 
-Regenerate a baseline (only when a change of answers is intended and reviewed)::
+Regenerate the baseline (only when a change of answers is intended and reviewed)::
 
-    python -m tests.support.api_answers tests/support/baselines/<name>.json
+    python -m tests.support.api_answers tests/support/baselines/api_answers.json
 """
 
 from __future__ import annotations

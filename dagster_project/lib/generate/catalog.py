@@ -18,9 +18,10 @@ from dagster_project.lib.generate.common import (
     zipf_weights,
 )
 
-N_PRODUCTS = 500
+N_PRODUCTS = 2_000
 _KEY_SHIFT = 1 << 32  # price lookup key: product * shift + seconds since window start
 _U_SCALE = 0.999_999  # keeps segment + u below the next segment despite float rounding
+_GRID = 4096  # resolution of the sampling tables: a product's chance is exact to 1/4096
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Catalog:
     name: pa.Array
     category: np.ndarray  # index into vocab.CATEGORIES
     brand: np.ndarray  # index into vocab.BRANDS
-    list_price_cents: np.ndarray  # price when the window opens
+    list_price_cents: np.ndarray  # regular price when the window opens
     popularity: np.ndarray  # relative appeal within its category
     change_product: np.ndarray  # price history, sorted by product then time
     change_at: np.ndarray
@@ -70,14 +71,32 @@ class Catalog:
 
     def sample_in_category(self, category: np.ndarray, u: np.ndarray) -> np.ndarray:
         """A product of each given category, weighted by popularity."""
-        pos = np.searchsorted(self.by_category_cum, category + u * _U_SCALE, side="right")
-        return self.by_category_order[np.minimum(pos, self.size - 1)]
+        table = self._table(
+            "_category_table", self.by_category_order, self.by_category_cum, len(vocab.CATEGORIES)
+        )
+        grid = table.shape[1]
+        return table[category, np.minimum((u * grid).astype(np.int64), grid - 1)]
 
     def sample_in_brand(self, category: np.ndarray, brand: np.ndarray, u: np.ndarray) -> np.ndarray:
         """A product of each (category, brand); the caller checks the pair exists."""
         segment = category.astype(np.int64) * len(vocab.BRANDS) + brand
-        pos = np.searchsorted(self.by_brand_cum, segment + u * _U_SCALE, side="right")
-        return self.by_brand_order[np.minimum(pos, self.size - 1)]
+        table = self._table(
+            "_brand_table", self.by_brand_order, self.by_brand_cum, len(self.has_category_brand)
+        )
+        grid = table.shape[1]
+        return table[segment, np.minimum((u * grid).astype(np.int64), grid - 1)]
+
+    def _table(self, name: str, order: np.ndarray, cum: np.ndarray, segments: int) -> np.ndarray:
+        """Inverse-CDF lookup table per segment (draws become one gather, not a search)."""
+        table = getattr(self, name, None)
+        if table is None:
+            grid = _GRID
+            points = (np.arange(grid) + 0.5) / grid
+            target = (np.arange(segments)[:, None] + points[None, :] * _U_SCALE).reshape(-1)
+            pos = np.minimum(np.searchsorted(cum, target, side="right"), self.size - 1)
+            table = order[pos].reshape(segments, grid).astype(np.int32)
+            setattr(self, name, table)
+        return table
 
 
 def _segment_cdf(segment: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +114,11 @@ def _segment_cdf(segment: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, n
 
 
 def build_catalog(seed: int, window: Window) -> Catalog:
-    """About 500 products in 12 categories from 40 brands, with sales and price rises."""
+    """2,000 products in 12 categories from 40 brands, with markdowns and price rises.
+
+    The price history is the regular price; flash sales (``sales.py``) discount it for a few
+    days and are published as offers, not as price changes.
+    """
     rng = stream(seed, Stream.CATALOG)
     n_cat, n_brand = len(vocab.CATEGORIES), len(vocab.BRANDS)
 
@@ -132,8 +155,8 @@ def build_catalog(seed: int, window: Window) -> Catalog:
         seen[name] = seen.get(name, 0) + 1
         names.append(name if seen[name] == 1 else f"{name} {seen[name]}")
 
-    # Price history: the listing at window start, then sales and rises at random times.
-    n_changes = rng.poisson(3.0, N_PRODUCTS)
+    # Price history: the listing at window start, then markdowns and rises at random times.
+    n_changes = rng.poisson(2.0, N_PRODUCTS)
     change_product = np.concatenate(
         [np.arange(N_PRODUCTS), np.repeat(np.arange(N_PRODUCTS), n_changes)]
     )
@@ -144,7 +167,7 @@ def build_catalog(seed: int, window: Window) -> Catalog:
             window.start + DAY + rng.integers(0, window.seconds - 2 * DAY, total),
         ]
     )
-    factor = rng.choice([0.7, 0.75, 0.8, 0.85, 0.9, 1.0, 1.0, 1.05, 1.1, 1.15], size=total)
+    factor = rng.choice([0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.05, 1.1, 1.15], size=total)
     changed_cents = np.floor(list_cents[change_product[N_PRODUCTS:]] * factor / 100) * 100 + 99
     change_cents = np.concatenate([list_cents, changed_cents.astype(np.int64)])
     order = np.lexsort((change_at, change_product))

@@ -26,6 +26,13 @@ class Stream(IntEnum):
     SESSIONS = 7
     WEB = 8
     ORDERS = 9
+    TRAITS = 10
+    SALES = 11
+    MAILING = 12
+    SHOPPING = 13
+    APP = 14
+    VISITS = 15
+    SENDS = 16
 
 
 def stream(seed: int, which: Stream) -> np.random.Generator:

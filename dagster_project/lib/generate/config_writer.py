@@ -19,6 +19,7 @@ SOURCE_GLOBS: dict[str, str] = {
     "email_events": "email/*.jsonl",
     "products": "catalog/products*.csv",
     "price_changes": "catalog/price_changes*.jsonl",
+    "offers": "offers/sales-*.csv",
 }
 
 
@@ -164,6 +165,31 @@ def sample_config() -> dict[str, Any]:
             "record_key": "event_id",
             "description": "Price history: listing prices, sales and rises",
             "mapping": {"product_id": "product_id", "price": "price", "changed_at": "changed_at"},
+        },
+        {
+            "name": "offers",
+            "kind": "offers",
+            "format": "csv",
+            "path": SOURCE_GLOBS["offers"],
+            "record_key": "offer_id",
+            "description": "Daily flash-sale calendar: one row per product in each sale",
+            "mapping": {
+                field: field
+                for field in (
+                    "offer_id",
+                    "sale_id",
+                    "product_id",
+                    "starts_at",
+                    "ends_at",
+                    "discount_percent",
+                    "regular_price",
+                    "sale_price",
+                    "title",
+                    "theme",
+                    "brand",
+                    "category",
+                )
+            },
         },
     ]
     return {

@@ -16,11 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dagster_project.lib.generate import behaviour, sources
+from dagster_project.lib.generate import behaviour, shopping, sources
 from dagster_project.lib.generate.catalog import build_catalog
 from dagster_project.lib.generate.common import Stream, Window, join, stream
 from dagster_project.lib.generate.config_writer import write_config
 from dagster_project.lib.generate.people import Accounts, Crm, build_accounts, build_crm
+from dagster_project.lib.generate.sales import build_sales
 from dagster_project.lib.generate.world import World, build_world, persons_table
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ OWNED = (
     "landing/orders",
     "landing/email",
     "landing/catalog",
+    "landing/offers",
     "ground_truth",
     "cdp.yml",
 )
@@ -141,6 +143,12 @@ def generate_world(
         wrote("price_changes", sources.write_price_changes(w, catalog), w.path("price_changes"))
         tick("catalog")
 
+        tick("sales calendar", 0)
+        sales = build_sales(catalog, window, seed)
+        for path, rows in sources.write_offers(w, sales, catalog, window):
+            wrote("offers", rows, path)
+        tick("sales calendar")
+
         tick("persons", 0)
         world = build_world(persons, seed, window)
         tick("persons")
@@ -152,18 +160,22 @@ def generate_world(
         wrote("shop_accounts", sources.write_accounts(w, accounts.table), w.path("shop_accounts"))
         tick("crm and shop accounts")
 
-        tick("email events", 0)
-        email = behaviour.simulate_email(world, crm, accounts, window, seed, noise)
-        wrote("email_events", sources.write_email(w, email), w.path("email_events"))
-        tick("email events")
-
-        tick("web sessions", 0)
+        tick("emails, visits and purchases", 0)
+        subs = shopping.subscribers(world, crm, accounts, window, seed)
+        mailer = shopping.Mailer(world, subs, sales, window, seed)
         span = behaviour.activity_span(world, window, stream(seed, Stream.SESSIONS))
         cookies = behaviour.build_cookies(world, *span, stream(seed, Stream.WEB))
-        sessions = behaviour.plan_sessions(
-            world, accounts, cookies, email, span, window, seed, noise
+        planned = shopping.plan_visits(world, accounts, span, behaviour.HOURLY, window, seed)
+        simulation = shopping.Simulation(world, catalog, sales, accounts, subs, window, seed)
+        done = simulation.run(mailer, planned)
+        noise.update(done.noise)
+        email = behaviour.email_result(done.email, subs, sales, world.n, noise)
+        wrote("email_events", sources.write_email(w, email), w.path("email_events"))
+        web_number, app_number = behaviour.order_numbers(done.web, done.app)
+        sessions = behaviour.web_sessions(
+            world, accounts, cookies, done.web, web_number, catalog, span, seed, noise
         )
-        tick("web sessions")
+        tick("emails, visits and purchases")
 
         sim = behaviour.WebSimulator(world, catalog, sessions, window, seed)
         web = sources.WebWriter(w, cookies, catalog, accounts.account_id, email)
@@ -174,7 +186,9 @@ def generate_world(
             tick("web events", i + 1, len(months))
 
         tick("orders", 0)
-        orders = behaviour.build_orders(sim, seed, noise)
+        orders = behaviour.build_orders(
+            sim, done.app, app_number, accounts, sales, window, seed, noise
+        )
         wrote("orders", sources.write_orders(w, orders, accounts.account_id), w.path("orders"))
         wrote("order_lines", sources.write_order_lines(w, orders, catalog), w.path("order_lines"))
         tick("orders")

@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from dagster_project.lib.generate import vocab
 from dagster_project.lib.generate.behaviour import (
-    CLICK,
-    EMAIL_EVENT_TYPES,
+    ORDER_CHANNELS,
     ORDER_STATUSES,
     PRODUCT_VIEW,
     SEARCH,
@@ -32,7 +31,9 @@ from dagster_project.lib.generate.behaviour import (
     search_vocabulary,
 )
 from dagster_project.lib.generate.catalog import Catalog, category_names
-from dagster_project.lib.generate.common import dictionary, strings, take
+from dagster_project.lib.generate.common import Window, dictionary, strings, take
+from dagster_project.lib.generate.sales import Sales
+from dagster_project.lib.generate.shopping import CLICK, EMAIL_EVENT_TYPES
 
 #: Paths of each source below the landing folder.
 PATHS: dict[str, str] = {
@@ -44,6 +45,7 @@ PATHS: dict[str, str] = {
     "email_events": "email/email_events.jsonl",
     "products": "catalog/products.csv",
     "price_changes": "catalog/price_changes.jsonl",
+    "offers": "offers/sales-{month}.csv",
 }
 
 _ISO = "'%Y-%m-%dT%H:%M:%SZ'"
@@ -237,7 +239,7 @@ class WebWriter:
         paths = (
             [f"/p/{p}" for p in catalog.product_id.to_pylist()]
             + [f"/search?q={q.replace(' ', '+')}" for q in queries.to_pylist()]
-            + page_vocabulary().to_pylist()
+            + page_vocabulary(email.campaign_ids).to_pylist()
         )
         self.urls = fragments("url", [vocab.SHOP_URL + path for path in paths])
         self.query_base = catalog.size
@@ -318,12 +320,13 @@ def write_orders(w: SourceWriter, orders: OrderTables, accounts: pa.Array) -> in
             "account_id": take(accounts, orders.account),
             "ts": orders.ordered_at,
             "status": dictionary(strings(ORDER_STATUSES), orders.status),
+            "channel": dictionary(strings(ORDER_CHANNELS), orders.channel),
             "cents": orders.total_cents,
         }
     )
     select = (
         f"printf('O%09d', order_no) AS order_id, account_id, {iso('ts')} AS ordered_at, "
-        f"status, 'USD' AS currency, {money('cents')} AS total"
+        f"status, channel, 'USD' AS currency, {money('cents')} AS total"
     )
     return w.copy(table, select, w.path("orders"))
 
@@ -344,3 +347,42 @@ def write_order_lines(w: SourceWriter, orders: OrderTables, catalog: Catalog) ->
         f"{money('cents')} AS unit_price"
     )
     return w.copy(table, select, w.path("order_lines"))
+
+
+def write_offers(
+    w: SourceWriter, sales: Sales, catalog: Catalog, window: Window
+) -> list[tuple[Path, int]]:
+    """``offers/sales-YYYY-MM.csv``: one row per product a sale covers, by the month it starts."""
+    n = len(sales)
+    counts = np.diff(sales.offsets)
+    sale = np.repeat(np.arange(n), counts)
+    start = sales.start[sale]
+    table = pa.table(
+        {
+            "sale_id": take(sales.sale_id, sale),
+            "product_id": take(catalog.product_id, sales.offer_product),
+            "title": take(sales.title, sale),
+            "theme": take(strings([t[0] for t in vocab.SALE_THEMES]), sales.theme[sale]),
+            "brand": take(strings(vocab.BRANDS), sales.brand[sale]),
+            "category": take(category_names(), sales.category[sale]),
+            "start_ts": start,
+            "end_ts": sales.end[sale],
+            "percent": np.round(sales.discount[sale] * 100).astype(np.int64),
+            "regular_cents": sales.offer_regular_cents,
+            "sale_cents": sales.offer_sale_cents,
+        }
+    )
+    select = (
+        "sale_id || '-' || product_id AS offer_id, sale_id, title, theme, brand, category, "
+        f"product_id, {iso('start_ts')} AS starts_at, {iso('end_ts')} AS ends_at, "
+        f"percent AS discount_percent, {money('regular_cents')} AS regular_price, "
+        f"{money('sale_cents')} AS sale_price"
+    )
+    written = []
+    cuts = np.searchsorted(sales.start, [m[0] for m in window.months()] + [window.end])
+    for i, (_, _, label) in enumerate(window.months()):
+        rows = slice(int(sales.offsets[cuts[i]]), int(sales.offsets[cuts[i + 1]]))
+        part = table.slice(rows.start, rows.stop - rows.start)
+        target = w.path("offers", month=label)
+        written.append((target, w.copy(part, select, target)))
+    return written

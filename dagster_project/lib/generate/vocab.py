@@ -276,10 +276,11 @@ CATEGORIES: Final[tuple[tuple[str, str, float, float, tuple[str, ...]], ...]] = 
         "Running Shoes", "Sneakers", "Boots", "Sandals", "Loafers", "Trail Shoes", "Slippers")),
     ("Electronics", "electronics", 1.2, 120.0, (
         "Wireless Earbuds", "Bluetooth Speaker", "Smartwatch", "Headphones", "Power Bank",
-        "Tablet", "E-Reader", "Webcam", "Keyboard", "Monitor")),
+        "Tablet", "E-Reader", "Webcam", "Keyboard", "Monitor", "4K TV", "Soundbar", "Laptop")),
     ("Home & Kitchen", "home-kitchen", 1.3, 60.0, (
         "Blender", "Coffee Maker", "Cookware Set", "Knife Set", "Toaster", "Air Fryer",
-        "Dinnerware Set", "Bath Towels", "Bed Sheets", "Throw Pillow")),
+        "Dinnerware Set", "Bath Towels", "Bed Sheets", "Throw Pillow", "Robot Vacuum",
+        "Stand Mixer")),
     ("Beauty", "beauty", 1.0, 25.0, (
         "Moisturizer", "Shampoo", "Conditioner", "Lipstick", "Face Serum", "Perfume",
         "Sunscreen", "Hair Dryer")),
@@ -364,3 +365,44 @@ STATIC_PAGES: Final[tuple[str, ...]] = (
     "/", "/deals", "/new-arrivals", "/help/shipping", "/stores", "/gift-cards",
 )
 # fmt: on
+
+#: How each category is bought again, by url slug: (kind, cycle in days). A durable (a TV, an
+#: air fryer, a tent) is rarely bought again within its cycle; a consumable (coffee, shampoo,
+#: dog food) is due again after about its cycle; "semi" goods (clothes, toys, books) recover
+#: linearly. Used by the response model (``response.category_cycle_multiplier``).
+CATEGORY_CYCLES: Final[dict[str, tuple[str, int]]] = {
+    "apparel": ("semi", 75),
+    "footwear": ("durable", 240),
+    "electronics": ("durable", 540),
+    "home-kitchen": ("durable", 365),
+    "beauty": ("consumable", 40),
+    "sports-outdoors": ("durable", 300),
+    "toys-games": ("semi", 120),
+    "books": ("semi", 45),
+    "grocery": ("consumable", 21),
+    "pet-supplies": ("consumable", 30),
+    "jewelry-accessories": ("durable", 365),
+    "health-wellness": ("consumable", 35),
+}
+
+#: Sale themes of the flash-sale calendar: (slug, title, season as (first, last) "MM-DD" or
+#: None for any day, weight among the day's sales, appeal of an email featuring it: a factor
+#: on the chance to open). Seasonal themes take most of a day's sales inside their season.
+SALE_THEMES: Final[tuple[tuple[str, str, tuple[str, str] | None, float, float], ...]] = (
+    ("brand-spotlight", "Brand Spotlight", None, 30.0, 1.0),
+    ("new-arrivals", "New Arrivals", None, 12.0, 1.0),
+    ("top-rated", "Top Rated", None, 8.0, 1.0),
+    ("under-25", "Under $25", None, 8.0, 1.05),
+    ("clearance", "Clearance", None, 6.0, 1.1),
+    ("flash-deal", "24-Hour Flash Deal", None, 6.0, 1.15),
+    ("weekend-deals", "Weekend Deals", None, 5.0, 1.0),
+    ("valentines", "Valentine's Day", ("02-01", "02-14"), 60.0, 1.1),
+    ("spring-refresh", "Spring Refresh", ("03-15", "04-30"), 40.0, 1.0),
+    ("mothers-day", "Mother's Day", ("04-28", "05-11"), 60.0, 1.1),
+    ("summer-sale", "Summer Sale", ("06-15", "07-31"), 50.0, 1.1),
+    ("back-to-school", "Back to School", ("08-01", "09-05"), 50.0, 1.05),
+    ("halloween", "Halloween", ("10-15", "10-31"), 40.0, 1.0),
+    ("black-friday", "Black Friday", ("11-20", "12-02"), 150.0, 1.3),
+    ("holiday-gifts", "Holiday Gifts", ("12-03", "12-23"), 100.0, 1.2),
+    ("new-year", "New Year, New You", ("12-27", "01-10"), 60.0, 1.05),
+)

@@ -38,6 +38,9 @@ HOUSEHOLD_SHARE = 0.18
 CHANGED_EMAIL_SHARE = 0.08
 CHURNER_SHARE = 0.30
 EXISTING_SHARE = 0.35
+HEAVY_BROWSER_SHARE = 0.025
+APP_USER_SHARE = 0.6
+NEVER_OPENS_SHARE = 0.18
 
 
 @dataclass
@@ -66,10 +69,10 @@ class World:
     signup_at: np.ndarray  # epoch seconds
     churn_at: np.ndarray  # epoch seconds, -1 when the person does not churn in the window
     activity_rate: np.ndarray  # web sessions per 30 days while active
-    purchase_rate: np.ndarray  # multiplier on the odds of buying what is in the cart
+    purchase_rate: np.ndarray  # multiplier on the odds of buying during a visit
     price_sensitivity: np.ndarray  # 0..1, reaction to price relative to list price
-    email_open_rate: np.ndarray
-    email_click_rate: np.ndarray
+    email_open_rate: np.ndarray  # chance to open a wanted email; 0 for people who never open
+    email_click_rate: np.ndarray  # chance to click an opened email with an average offer
     brand_loyalty: np.ndarray  # chance of picking a favourite brand in a category
     login_propensity: np.ndarray  # chance a browsing session is logged in
     category_affinity: np.ndarray  # (n, categories) rows sum to 1
@@ -81,6 +84,10 @@ class World:
     consent_sms: np.ndarray
     consent_push: np.ndarray
     accepts_marketing: np.ndarray  # shop-side email opt-in
+    email_tolerance: np.ndarray  # emails in 7 days accepted before fatigue sets in
+    never_opens: np.ndarray  # subscribed, yet never opens an email
+    novelty_seeking: np.ndarray  # 0..1, appetite for brands never bought
+    app_rate: np.ndarray  # visits in the mobile app per 30 days (0 without the app)
     _affinity_cdf: np.ndarray | None = field(default=None, repr=False)
 
     def sample_category(self, person: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -209,6 +216,47 @@ def _households(n: int, rng: np.random.Generator) -> np.ndarray:
     return household
 
 
+def _behaviour_traits(
+    seed: int,
+    browse_z: np.ndarray,
+    buy_z: np.ndarray,
+    receptivity: np.ndarray,
+    click_draw: np.ndarray,
+    n_accounts: np.ndarray,
+    existing: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Shopping and email traits, calibrated so the world reproduces published figures.
+
+    Heavy tails on purpose: a few heavy browsers and deal hunters make the ``browsers`` and
+    ``frequent_buyers`` segments real, while most people visit now and then and buy rarely.
+    People who buy much also use the app much (correlated draws), and those who were already
+    customers when the window opens are the retained ones: they buy far more than newcomers,
+    most of whom buy once (a cohort's repeat rate stays low while the loyal base orders often).
+    Receptivity keeps its rank (it decided email consent), so the people who opted in are also
+    the likelier openers.
+    """
+    rng = stream(seed, Stream.TRAITS)
+    n = len(browse_z)
+    heavy_browser = rng.random(n) < HEAVY_BROWSER_SHARE
+    activity = np.exp(-0.8 + 0.9 * browse_z) * np.where(heavy_browser, 10.0, 1.0)
+    loyal = np.where(existing, 1.5, -0.8)
+    purchase_rate = np.clip(np.exp(loyal + 0.9 * buy_z), 0.02, 30.0)
+    app_user = (n_accounts > 0) & (rng.random(n) < APP_USER_SHARE)
+    app_rate = np.exp(-1.0 + 0.5 * loyal + 0.6 * buy_z + 0.8 * rng.normal(0.0, 1.0, n))
+    never_opens = rng.random(n) < NEVER_OPENS_SHARE
+    open_rate = np.where(never_opens, 0.0, np.clip(0.55 * receptivity**1.15, 0.0, 0.9))
+    return {
+        "activity_rate": np.clip(activity, 0.02, 40.0),
+        "purchase_rate": purchase_rate,
+        "email_open_rate": open_rate,
+        "email_click_rate": np.clip(0.3 * click_draw, 0.005, 0.6),
+        "email_tolerance": np.clip(np.exp(rng.normal(np.log(2.5), 0.6, n)), 1.0, 14.0),
+        "never_opens": never_opens,
+        "novelty_seeking": rng.beta(1.3, 2.4, n),
+        "app_rate": np.where(app_user, np.clip(app_rate, 0.0, 30.0), 0.0),
+    }
+
+
 def build_world(n: int, seed: int, window: Window) -> World:
     """Draw ``n`` persons with identities and traits from ``seed``."""
     rng = stream(seed, Stream.PERSONS)
@@ -321,11 +369,13 @@ def build_world(n: int, seed: int, window: Window) -> World:
     churn_at = churn_at + rng.exponential(270 * DAY, n).astype(np.int64)
     churn_at = np.where(churner & (churn_at < window.end - DAY), churn_at, -1)
 
-    activity_rate = np.clip(np.exp(rng.normal(-1.45, 0.75, n)), 0.02, 12.0)
-    purchase_rate = np.clip(np.exp(rng.normal(0.0, 0.7, n)), 0.05, 10.0)
+    # Draws of the persons stream keep their order, so identities stay as they were; the
+    # behaviour calibrated against published figures is shaped from them and the traits stream.
+    browse_z = rng.normal(0.0, 1.0, n)
+    buy_z = rng.normal(0.0, 1.0, n)
     price_sensitivity = rng.beta(2.0, 2.0, n)
-    email_open_rate = rng.beta(2.0, 4.0, n)
-    email_click_rate = rng.beta(1.5, 6.0, n)
+    receptivity = rng.beta(2.0, 4.0, n)  # decides consent below, and the chance to open
+    click_draw = rng.beta(1.5, 6.0, n)
     brand_loyalty = rng.beta(2.0, 3.0, n)
 
     popularity = np.array([c[2] for c in vocab.CATEGORIES])
@@ -345,10 +395,13 @@ def build_world(n: int, seed: int, window: Window) -> World:
     ).astype(np.int8)
     login_propensity = np.where(has_account & (rng.random(n) >= 0.15), rng.beta(1.2, 1.5, n), 0.0)
     n_cookies = rng.choice([1, 2, 3, 4], size=n, p=[0.45, 0.32, 0.16, 0.07]).astype(np.int8)
-    consent_email = rng.random(n) < np.clip(0.45 + 0.8 * (email_open_rate - 0.33), 0.1, 0.95)
+    consent_email = rng.random(n) < np.clip(0.45 + 0.8 * (receptivity - 0.33), 0.1, 0.95)
     consent_sms = rng.random(n) < 0.3
     consent_push = rng.random(n) < 0.25
-    accepts_marketing = rng.random(n) < np.clip(0.4 + 0.8 * (email_open_rate - 0.33), 0.1, 0.9)
+    accepts_marketing = rng.random(n) < np.clip(0.4 + 0.8 * (receptivity - 0.33), 0.1, 0.9)
+    behaviour = _behaviour_traits(
+        seed, browse_z, buy_z, receptivity, click_draw, n_accounts, existing
+    )
 
     width = max(7, len(str(n)))
     return World(
@@ -373,11 +426,7 @@ def build_world(n: int, seed: int, window: Window) -> World:
         has_shared_phone=has_shared_phone,
         signup_at=signup_at,
         churn_at=churn_at,
-        activity_rate=activity_rate,
-        purchase_rate=purchase_rate,
         price_sensitivity=price_sensitivity,
-        email_open_rate=email_open_rate,
-        email_click_rate=email_click_rate,
         brand_loyalty=brand_loyalty,
         login_propensity=login_propensity,
         category_affinity=category_affinity,
@@ -389,6 +438,7 @@ def build_world(n: int, seed: int, window: Window) -> World:
         consent_sms=consent_sms,
         consent_push=consent_push,
         accepts_marketing=accepts_marketing,
+        **behaviour,
     )
 
 
@@ -444,6 +494,10 @@ def persons_table(world: World) -> pa.Table:
         "email_open_rate": world.email_open_rate,
         "email_click_rate": world.email_click_rate,
         "brand_loyalty": world.brand_loyalty,
+        "email_tolerance": world.email_tolerance,
+        "never_opens": world.never_opens,
+        "novelty_seeking": world.novelty_seeking,
+        "app_rate": world.app_rate,
         "login_propensity": world.login_propensity,
         "has_crm_record": world.has_crm,
         "shop_accounts": world.n_accounts,

@@ -68,6 +68,7 @@ def con(world: tuple[Path, GenerationReport]) -> duckdb.DuckDBPyConnection:
     jsonl("web", "web/events-*.jsonl")
     jsonl("email", "email/email_events.jsonl")
     jsonl("price_changes", "catalog/price_changes.jsonl")
+    csv("offers", "offers/sales-*.csv")
     c.execute(f"create view truth as select * from '{out / 'ground_truth/records.parquet'}'")
     c.execute(f"create view persons as select * from '{out / 'ground_truth/persons.parquet'}'")
     return c
@@ -134,6 +135,7 @@ def test_report_row_counts_match_the_files(
         "email_events": "email",
         "products": "products",
         "price_changes": "price_changes",
+        "offers": "offers",
     }
     assert set(report.rows) == set(views)
     for source, view in views.items():
@@ -149,7 +151,8 @@ def test_realistic_volumes(world: tuple[Path, GenerationReport]) -> None:
     assert 0.62 * PERSONS < r["crm"] < 0.78 * PERSONS
     assert 0.67 * PERSONS < r["shop_accounts"] < 0.85 * PERSONS
     assert 15 * PERSONS < r["web_events"] < 40 * PERSONS
-    assert r["products"] == 500
+    assert r["products"] == 2000
+    assert 3 * 40 * DAYS < r["offers"] < 9 * 40 * DAYS  # ~40 sales a day of 3-8 products
     assert r["order_lines"] >= r["orders"] > 0.1 * PERSONS
 
 
@@ -170,6 +173,7 @@ def test_cdp_yml_validates_and_every_mapped_column_exists(
         "email_events",
         "products",
         "price_changes",
+        "offers",
     }
     c = duckdb.connect()
     for source in config.sources:
@@ -506,7 +510,13 @@ def test_web_event_fields_follow_event_type(con: duckdb.DuckDBPyConnection) -> N
         )
         == 0
     )
-    assert one(con, "select count(*) from orders o anti join web w using (order_id)") == 0
+    # Web orders have their purchase event; app orders leave no web events (no app analytics).
+    unmatched = rows(
+        con,
+        "select channel, count(*) from orders o anti join web w using (order_id) group by 1",
+    )
+    assert [c for c, _ in unmatched] in ([], ["app"])
+    assert one(con, "select count(*) from orders where channel = 'app'") > 0
     utm = one(con, "select count(*) filter (where utm_source = 'email') from web")
     assert utm > 0
     assert one(con, "select count(*) from web where url not like 'https://shop.example.com/%'") == 0
@@ -579,8 +589,7 @@ def test_timestamps_are_iso_utc_with_z(world: tuple[Path, GenerationReport]) -> 
 
 
 def test_order_lines_are_priced_from_the_price_history(con: duckdb.DuckDBPyConnection) -> None:
-    mismatched = one(
-        con,
+    mismatched = con.execute(
         """
         with history as (
             select product_id, price, changed_at from price_changes),
@@ -588,15 +597,28 @@ def test_order_lines_are_priced_from_the_price_history(con: duckdb.DuckDBPyConne
             select l.order_id, l.product_id, l.unit_price::decimal(18, 2) unit_price,
                    o.ordered_at::timestamptz ordered_at
             from order_lines l join orders o using (order_id)),
+        offers_then as (
+            select product_id, sale_price::decimal(18, 2) sale_price,
+                   starts_at::timestamptz starts_at, ends_at::timestamptz ends_at
+            from offers),
         expected as (
             select l.*, (select h.price from history h
                          where h.product_id = l.product_id and h.changed_at <= l.ordered_at
-                         order by h.changed_at desc limit 1) as price_then
+                         order by h.changed_at desc limit 1)::decimal(18, 2) as price_then,
+                        (select min(f.sale_price) from offers_then f
+                         where f.product_id = l.product_id and f.starts_at <= l.ordered_at
+                           and l.ordered_at < f.ends_at) as sale_then
             from lines l)
-        select count(*) from expected where unit_price <> price_then::decimal(18, 2)
+        select count(*) filter (where unit_price <> least(price_then, coalesce(sale_then,
+                                                                        price_then))),
+               count(*) filter (where sale_then < price_then)
+        from expected
         """,
-    )
+    ).fetchone()
+    # A line costs the regular price then, or the best sale price of a sale running then.
+    mismatched, on_sale = mismatched
     assert mismatched == 0
+    assert on_sale > 0
     totals = one(
         con,
         """
@@ -650,7 +672,7 @@ def test_higher_purchase_rate_means_more_orders(con: duckdb.DuckDBPyConnection) 
         """select avg(n) from (select t.person_id, count(*) n from orders o
            join truth t on t.source = 'shop_accounts' and t.record_id = o.account_id group by 1)""",
     )[0][0]
-    assert 1.0 < buyers < 4.0
+    assert 1.5 < buyers < 10.0
 
 
 def test_product_views_follow_category_affinity(
@@ -765,6 +787,6 @@ def test_tiny_worlds_still_write_every_source(tmp_path: Path, persons: int) -> N
     report = generate_world(tmp_path / "w", persons, 3, end=END, days=30)
     assert set(report.rows) >= {"crm", "shop_accounts", "web_events", "products"}
     loaded = load_config(tmp_path / "w" / "cdp.yml")
-    assert len(loaded.config.sources) == 8
+    assert len(loaded.config.sources) == 9
     truth = pq.read_table(tmp_path / "w/ground_truth/persons.parquet")
     assert truth.num_rows == persons
