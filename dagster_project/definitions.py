@@ -2,8 +2,9 @@
 
 `dagster dev` and the UI load the lazy ``defs`` below; ``cdp run`` calls
 :func:`build_definitions` with its own settings (for ``--as-of``), so both see the same graph:
-ingest -> identity -> dbt (staging, intermediate, marts, segments) -> behavioural clusters ->
-dbt segment models -> serving snapshot.
+ingest -> identity -> dbt (staging, intermediate, marts features) -> customer models -> dbt
+(customer_traits with scores, segments) -> behavioural clusters -> dbt segment models -> serving
+snapshot.
 """
 
 import logging
@@ -18,8 +19,10 @@ from dagster_project.defs.identity.checks import build_identity_checks
 from dagster_project.defs.ingest.assets import build_ingest_assets
 from dagster_project.defs.ingest.checks import build_ingest_checks
 from dagster_project.defs.ingest.sensors import build_landing_sensor
+from dagster_project.defs.models.assets import customer_scores
 from dagster_project.defs.publish.assets import build_publish_assets
 from dagster_project.defs.publish.checks import build_publish_checks
+from dagster_project.defs.recommendations.assets import recommendations
 from dagster_project.defs.resources import CdpResource
 from dagster_project.defs.schedules import build_full_refresh
 from dagster_project.defs.segments.assets import behavioural_clusters
@@ -63,7 +66,9 @@ def build_definitions(
             *ingest_assets,
             *build_identity_assets(config),
             *build_dbt_assets(config),
+            customer_scores,
             behavioural_clusters,
+            recommendations,
             *build_publish_assets(),
         ],
         asset_checks=[

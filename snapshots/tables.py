@@ -76,7 +76,11 @@ TABLES: Final[tuple[TableSpec, ...]] = (
         ),
         without_rowid=True,
     ),
-    TableSpec("customer_traits", ("customer_id",), required=("customer_id",)),
+    TableSpec(
+        "customer_traits",
+        ("customer_id",),
+        required=("customer_id", "purchase_probability", "churn_risk", "predicted_clv"),
+    ),
     TableSpec(
         # clustered by customer and time: a page of a timeline is one contiguous range
         "customer_events",
@@ -141,6 +145,24 @@ TABLES: Final[tuple[TableSpec, ...]] = (
             "rejected_reason",
         ),
         order_by=("customer_id", "record_uid"),
+    ),
+    TableSpec(
+        "products",
+        ("product_id",),
+        required=("product_id", "product_name", "category", "brand", "price"),
+    ),
+    TableSpec(
+        # clustered by customer: a customer's list is one contiguous range, in rank order
+        "customer_recommendations",
+        ("customer_id", "rank"),
+        required=("customer_id", "rank", "product_id", "score", "strategy"),
+        without_rowid=True,
+    ),
+    TableSpec(
+        "similar_products",
+        ("product_id", "rank"),
+        required=("product_id", "rank", "similar_product_id", "score"),
+        without_rowid=True,
     ),
     TableSpec(
         "customer_id_history",

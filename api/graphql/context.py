@@ -24,6 +24,11 @@ from api.repositories.identity import (
     history_by_customer,
     records_by_customer,
 )
+from api.repositories.recommendations import (
+    products_by_id,
+    recommendations_by_customer,
+    similar_by_product,
+)
 from api.repositories.segments import MemberPage, all_segments, member_pages
 from api.sealing import Sealer
 from api.security import Principal
@@ -91,6 +96,21 @@ class Loaders:
     def history(self) -> DataLoader[str, list[Row]]:
         """customer_id_history rows."""
         return by_key(self._db, history_by_customer, list)
+
+    @cached_property
+    def products(self) -> DataLoader[str, Row | None]:
+        """products rows."""
+        return by_key(self._db, products_by_id, lambda: None)
+
+    @cached_property
+    def recommendations(self) -> DataLoader[str, list[Row]]:
+        """customer_recommendations rows with their products, in rank order."""
+        return by_key(self._db, recommendations_by_customer, list)
+
+    @cached_property
+    def similar_products(self) -> DataLoader[str, list[Row]]:
+        """similar_products rows with their products, in rank order."""
+        return by_key(self._db, similar_by_product, list)
 
 
 class Context:

@@ -18,6 +18,7 @@ from api.graphql.types.explanation import IdentityExplanation, RecordRef, explai
 from api.graphql.types.filters import CustomerFilter
 from api.graphql.types.identifier import IdentifierLookup
 from api.graphql.types.page import PageInfo
+from api.graphql.types.product import Product, has_recommendations
 from api.graphql.types.segment import Segment
 from api.graphql.types.snapshot import SnapshotInfo
 from api.lookup import ALIAS_TYPE, normalize_lookup
@@ -202,6 +203,19 @@ class Query:
         self, info: strawberry.Info, record_a: RecordRef, record_b: RecordRef
     ) -> IdentityExplanation:
         return await explain(info.context, record_a, record_b)
+
+    @strawberry.field(
+        description="One product of the catalogue by id; null when unknown.",
+        extensions=requires(Scope.PROFILE_READ),
+    )
+    async def product(self, info: strawberry.Info, id: strawberry.ID) -> Product | None:
+        product_id = str(id).strip()
+        if not product_id or len(product_id) > MAX_ID_LENGTH:
+            raise BadInputError(f"`id` must be 1 to {MAX_ID_LENGTH} characters")
+        if not has_recommendations(info):
+            return None
+        row = await info.context.loaders.products.load(product_id)
+        return Product.from_row(row) if row is not None else None
 
     @strawberry.field(description="The snapshot answering this request.")
     def snapshot(self, info: strawberry.Info) -> SnapshotInfo:

@@ -329,6 +329,99 @@ class Defaults(_Strict):
     timezone: str = "UTC"
 
 
+class PurchasePropensityConfig(_Strict):
+    """``models.purchase_propensity``: P(at least one order in the next ``horizon_days``)."""
+
+    horizon_days: int = Field(default=30, ge=1, le=3650)
+
+
+class ChurnConfig(_Strict):
+    """``models.churn``: P(a previous buyer places no order in the next ``horizon_days``)."""
+
+    horizon_days: int = Field(default=90, ge=1, le=3650)
+
+
+class ClvConfig(_Strict):
+    """``models.clv``: revenue expected in the next ``horizon_days``."""
+
+    horizon_days: int = Field(default=365, ge=1, le=3650)
+
+
+class ModelsConfig(_Strict):
+    """``models:`` in cdp.yml: the customer models' horizons and how much history they need.
+
+    Training examples are the customer features at past cutoffs, ``cutoff_step_days`` apart
+    (``training_cutoffs`` of them before the as-of date); a model trains only when it has
+    ``min_training_rows`` labelled examples holding ``min_positive_rows`` of each class, else
+    it falls back to a documented recency/frequency heuristic.
+    """
+
+    purchase_propensity: PurchasePropensityConfig = Field(default_factory=PurchasePropensityConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    clv: ClvConfig = Field(default_factory=ClvConfig)
+    training_cutoffs: int = Field(default=6, ge=1, le=60)
+    cutoff_step_days: int = Field(default=30, ge=1, le=365)
+    min_training_rows: int = Field(default=200, ge=1)
+    min_positive_rows: int = Field(default=20, ge=1)
+
+
+#: Categories of the generated catalogue bought once and kept (a TV, shoes, a tent): the default
+#: of ``recommendations.durable_categories`` (the products source marks no durability itself).
+DEFAULT_DURABLE_CATEGORIES: tuple[str, ...] = (
+    "Electronics",
+    "Footwear",
+    "Home & Kitchen",
+    "Sports & Outdoors",
+    "Jewelry & Accessories",
+)
+
+
+class RecommendationBlend(_Strict):
+    """Weights of each strategy's per-customer normalized score in the hybrid."""
+
+    collaborative: float = Field(default=0.6, ge=0)
+    content: float = Field(default=0.3, ge=0)
+    popular: float = Field(default=0.1, ge=0)
+    repeat: float = Field(
+        default=0.3, ge=0, description="the customer's own past interactions with the product"
+    )
+
+
+class InteractionWeights(_Strict):
+    """Implicit-feedback weight of one interaction of each kind."""
+
+    product_view: float = Field(default=1.0, ge=0)
+    add_to_cart: float = Field(default=3.0, ge=0)
+    purchase: float = Field(default=6.0, ge=0, description="one order line")
+
+
+class RecommendationsConfig(_Strict):
+    """``recommendations:``: top-N per customer, similar products, exclusions, the ALS model."""
+
+    top_n: int = Field(default=10, ge=1, le=100)
+    similar_n: int = Field(default=10, ge=1, le=100)
+    weights: RecommendationBlend = Field(default_factory=RecommendationBlend)
+    interaction_weights: InteractionWeights = Field(default_factory=InteractionWeights)
+    durable_categories: tuple[str, ...] = Field(
+        default=DEFAULT_DURABLE_CATEGORIES,
+        description="categories (case and punctuation ignored) whose products are bought once",
+    )
+    durable_suppression_days: int = Field(
+        default=180, ge=0, description="after buying a durable, its whole category is left out"
+    )
+    popularity_window_days: int = Field(default=30, ge=1)
+    holdout_days: int = Field(default=14, ge=1, description="evaluation: the last days held out")
+    factors: int = Field(default=48, ge=2, le=512)
+    iterations: int = Field(default=15, ge=1, le=100)
+    regularization: float = Field(default=0.05, ge=0)
+    alpha: float = Field(default=2.0, gt=0, description="confidence per unit of log1p(weight)")
+    threads: int = Field(default=2, ge=1)
+    min_customers: int = Field(
+        default=20, ge=2, description="fewer customers with interactions: no collaborative model"
+    )
+    seed: int = 7
+
+
 class CdpConfig(_Strict):
     """The whole of cdp.yml."""
 
@@ -341,6 +434,8 @@ class CdpConfig(_Strict):
     sources: list[SourceConfig]
     identity: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, Any] = Field(default_factory=dict)
+    recommendations: RecommendationsConfig = Field(default_factory=RecommendationsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> CdpConfig:

@@ -32,6 +32,9 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 #: leading underscore keeps it apart from source folders (source names start with a letter).
 COMPUTED_SEGMENTS_FOLDER = "_segments"
 BEHAVIOURAL_CLUSTERS_FILE = "behavioural_clusters.parquet"
+#: Folder (under the lake) and file of the customer models' scores (dbt source models.*).
+COMPUTED_MODELS_FOLDER = "_models"
+CUSTOMER_SCORES_FILE = "customer_scores.parquet"
 
 _IGNORED_DIRS = {"target", "logs", "dbt_packages", "__pycache__"}
 
@@ -73,6 +76,19 @@ def dbt_vars(
         "cdp_lake_globs": lake_globs(config, workspace.lake),
         "cdp_source_trust": {source.name: source.trust for source in config.sources},
         "cdp_segment_models": segment_model_names(project_dir),
+        "cdp_models": model_vars(config),
+    }
+
+
+def model_vars(config: CdpConfig) -> dict[str, int]:
+    """cdp.yml ``models:`` as the features macro reads it (macros/customer_features.sql)."""
+    models = config.models
+    return {
+        "purchase_horizon_days": models.purchase_propensity.horizon_days,
+        "churn_horizon_days": models.churn.horizon_days,
+        "clv_horizon_days": models.clv.horizon_days,
+        "training_cutoffs": models.training_cutoffs,
+        "cutoff_step_days": models.cutoff_step_days,
     }
 
 
@@ -88,6 +104,11 @@ def dbt_environment(workspace: Workspace) -> dict[str, str]:
 def behavioural_clusters_path(workspace: Workspace) -> Path:
     """Where the clustering asset writes and dbt's ``clusters`` source reads."""
     return workspace.lake / COMPUTED_SEGMENTS_FOLDER / BEHAVIOURAL_CLUSTERS_FILE
+
+
+def customer_scores_path(workspace: Workspace) -> Path:
+    """Where the customer models asset writes and dbt's ``models`` source reads."""
+    return workspace.lake / COMPUTED_MODELS_FOLDER / CUSTOMER_SCORES_FILE
 
 
 @contextmanager

@@ -28,6 +28,7 @@ NOT_PERSONAL = {
     "Evidence.identifierType": "an identifier type",
     "CustomerTraits.emailSends30d": "a count",
     "CustomerTraits.emailSends90d": "a count",
+    "Product.name": "a product's catalogue name",
 }
 
 

@@ -76,9 +76,10 @@ def test_dbt_lineage_reaches_ingest_identity_and_clusters(
         dg.AssetCheckKey(dbt_asset_key("customer_traits"), "assert_traits_arithmetic_is_consistent")
         in check_keys
     )
-    # The two stages split around the clustering asset.
+    # The three stages split around the customer models and the clustering asset.
     stage_of = {key: a.op.name for a in dbt_asset_defs for key in a.keys}
-    assert stage_of[dbt_asset_key("customer_traits")] == "dbt_models"
+    assert stage_of[dbt_asset_key("int_training_examples_labelled")] == "dbt_models"
+    assert stage_of[dbt_asset_key("customer_traits")] == "dbt_scored_models"
     assert stage_of[dbt_asset_key("customer_segments")] == "dbt_segment_models"
 
 
@@ -134,7 +135,8 @@ def test_materializing_dbt_and_clusters_builds_every_mart(
         ).fetchone()[0]
     assert families["behavioural_cluster"] == clusters["clustered_customers"].value == clustered
     assert families["rule"] > 0
-    # Both stages left their dbt artefacts under the run's folder, not in the repository.
+    # Every stage left its dbt artefacts under the run's folder, not in the repository.
     run_dir = world.workspace.runs / result.run_id
     assert (run_dir / "dbt_models" / "run_results.json").exists()
+    assert (run_dir / "dbt_scored_models" / "run_results.json").exists()
     assert (run_dir / "dbt_segment_models" / "run_results.json").exists()

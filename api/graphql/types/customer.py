@@ -15,6 +15,12 @@ from api.graphql.types.event import Event, EventConnection, EventEdge
 from api.graphql.types.identifier import Identifier
 from api.graphql.types.identity import Identity
 from api.graphql.types.page import PageInfo
+from api.graphql.types.product import (
+    MAX_RECOMMENDATIONS,
+    Recommendation,
+    has_recommendations,
+    list_limit,
+)
 from api.graphql.types.provenance import AttributeProvenance
 from api.graphql.types.scalars import DateTime
 from api.graphql.types.segment import CustomerSegment
@@ -191,6 +197,21 @@ class Customer:
             edges=edges,
             page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end),
         )
+
+    @strawberry.field(
+        description=(
+            "Recommended products, best first (at most "
+            f"{MAX_RECOMMENDATIONS}; empty when the snapshot has none)."
+        ),
+        extensions=requires(Scope.PROFILE_READ),
+        metadata=list_size(MAX_RECOMMENDATIONS),
+    )
+    async def recommendations(self, info: strawberry.Info, first: int = 10) -> list[Recommendation]:
+        limit = list_limit(first, MAX_RECOMMENDATIONS)
+        if not has_recommendations(info):
+            return []
+        rows = await info.context.loaders.recommendations.load(self.row["customer_id"])
+        return [Recommendation.from_row(r) for r in rows[:limit]]
 
     @strawberry.field(description="Why these records are one customer.")
     def identity(self) -> Identity:

@@ -41,6 +41,27 @@ class CustomerTraits:
     click_rate_90d: float | None
     engagement_score: float | None = strawberry.field(description="0-100.")
     last_active_at: DateTime | None
+    purchase_probability: float | None = strawberry.field(
+        default=None,
+        description=(
+            "Probability of an order in the next purchase horizon (cdp.yml "
+            "models.purchase_propensity.horizon_days, default 30); null without history."
+        ),
+    )
+    churn_risk: float | None = strawberry.field(
+        default=None,
+        description=(
+            "Probability that a previous buyer places no order in the next churn horizon "
+            "(models.churn.horizon_days, default 90); null for customers who never bought."
+        ),
+    )
+    predicted_clv: float | None = strawberry.field(
+        default=None,
+        description=(
+            "Expected revenue in the next CLV horizon (models.clv.horizon_days, default 365): "
+            "expected orders x expected order value; null without history."
+        ),
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> CustomerTraits:

@@ -1,14 +1,20 @@
 """Every dbt model as a Dagster asset (dagster-dbt), dbt tests as asset checks.
 
-The project is built in two stages around the behavioural clustering (a Python asset):
+The project is built in three stages around two Python assets, the customer models and the
+behavioural clustering:
 
-    ingest + identity -> dbt_models (staging, intermediate, marts, segment models)
+    ingest + identity -> dbt_models (staging, intermediate, marts; the features and training
+                         examples of the customer models)
+                      -> models/customer_scores (trains on int_training_examples_labelled)
+                      -> dbt_scored_models (everything downstream of source models.*:
+                         customer_traits with its scores, the segment models)
                       -> segments/behavioural_clusters (reads customer_traits)
                       -> dbt_segment_models (everything downstream of source clusters.*:
                          int_segment_members_unioned, segment_membership_history,
                          customer_segments, segments)
 
-so clusters join customer_segments like any other segment and the graph has no cycle.
+so scores land in customer_traits, clusters join customer_segments like any other segment,
+and the graph has no cycle.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -32,10 +38,15 @@ from dagster_project.lib.dbt_project import (
     reuse_partial_parse,
 )
 
-#: dbt selection of the models that read the behavioural clusters (the second stage).
-AFTER_CLUSTERS_SELECTION = "source:clusters+"
+#: dbt selection of the models that read the behavioural clusters (the last stage).
+#: The recommendations (a Python asset after the first stage) are read in the same stage.
+AFTER_CLUSTERS_SELECTION = "source:clusters+ source:recommendations+"
+#: dbt selection of the models that read the customer models' scores (the middle stage, less
+#: what reads the clusters).
+AFTER_SCORES_SELECTION = "source:models+"
 
 MODELS_OP = "dbt_models"
+SCORED_MODELS_OP = "dbt_scored_models"
 SEGMENT_MODELS_OP = "dbt_segment_models"
 
 
@@ -69,7 +80,7 @@ def _build(
 def build_dbt_assets(
     config: CdpConfig, project: DbtProject | None = None
 ) -> list[dg.AssetsDefinition]:
-    """The two dbt stages as multi-assets; parses the project first if its manifest is stale."""
+    """The three dbt stages as multi-assets; parses the project first if its manifest is stale."""
     project = project or dbt_project()
     manifest = prepare_manifest(project)
     translator = CdpTranslator(config)
@@ -78,10 +89,23 @@ def build_dbt_assets(
         manifest=manifest,
         project=project,
         dagster_dbt_translator=translator,
-        exclude=AFTER_CLUSTERS_SELECTION,
+        exclude=f"{AFTER_SCORES_SELECTION} {AFTER_CLUSTERS_SELECTION}",
         name=MODELS_OP,
     )
     def dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, cdp: CdpResource
+    ) -> Iterator[Any]:
+        yield from _build(context, dbt, cdp, project)
+
+    @dbt_assets(
+        manifest=manifest,
+        project=project,
+        dagster_dbt_translator=translator,
+        select=AFTER_SCORES_SELECTION,
+        exclude=AFTER_CLUSTERS_SELECTION,
+        name=SCORED_MODELS_OP,
+    )
+    def dbt_scored_models(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, cdp: CdpResource
     ) -> Iterator[Any]:
         yield from _build(context, dbt, cdp, project)
@@ -98,4 +122,4 @@ def build_dbt_assets(
     ) -> Iterator[Any]:
         yield from _build(context, dbt, cdp, project)
 
-    return [dbt_models, dbt_segment_models]
+    return [dbt_models, dbt_scored_models, dbt_segment_models]

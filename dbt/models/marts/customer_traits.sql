@@ -1,5 +1,6 @@
 -- Behavioural traits per customer, computed as of the as-of date (definitions and the engagement
--- score formula in _marts__models.yml).
+-- score formula in _marts__models.yml): the features macro at the as-of date
+-- (int_customer_features_computed) plus the customer models' scores (null until scored).
 with
 
 customers as (
@@ -8,27 +9,15 @@ customers as (
 
 ),
 
-orders as (
+features as (
 
-    select * from {{ ref('int_customer_orders_aggregated') }}
-
-),
-
-web as (
-
-    select * from {{ ref('int_customer_web_aggregated') }}
+    select * from {{ ref('int_customer_features_computed') }}
 
 ),
 
-email as (
+scores as (
 
-    select * from {{ ref('int_customer_email_aggregated') }}
-
-),
-
-preferences as (
-
-    select * from {{ ref('int_customer_preferences_ranked') }}
+    select * from {{ ref('stg_models__customer_scores') }}
 
 ),
 
@@ -36,36 +25,36 @@ joined as (
 
     select
         customers.customer_id,
-        coalesce(orders.order_count, 0) as order_count,
-        coalesce(orders.return_count, 0) as return_count,
-        coalesce(orders.kept_order_count, 0) as frequency,
-        coalesce(orders.gross_revenue, 0) - coalesce(orders.returned_revenue, 0)
-            as lifetime_revenue,
-        orders.first_order_at,
-        orders.last_order_at,
-        {{ days_before_as_of('orders.last_order_at') }} as recency_days,
-        coalesce(orders.order_count_30d, 0) as order_count_30d,
-        coalesce(orders.order_count_90d, 0) as order_count_90d,
-        web.last_visit_at,
-        {{ days_before_as_of('web.last_visit_at') }} as days_since_last_visit,
-        coalesce(web.web_active_days_30d, 0) as web_active_days_30d,
-        coalesce(web.product_view_count_30d, 0) as product_view_count_30d,
-        coalesce(web.add_to_cart_count_30d, 0) as add_to_cart_count_30d,
-        preferences.favourite_category,
-        preferences.favourite_brand,
-        coalesce(email.email_sends_30d, 0) as email_sends_30d,
-        coalesce(email.email_sends_90d, 0) as email_sends_90d,
-        email.open_rate_30d,
-        email.open_rate_90d,
-        email.click_rate_30d,
-        email.click_rate_90d,
-        greatest(orders.last_order_at, web.last_visit_at, email.last_email_engaged_at)
-            as last_active_at
+        coalesce(features.order_count, 0) as order_count,
+        coalesce(features.return_count, 0) as return_count,
+        coalesce(features.kept_order_count, 0) as frequency,
+        coalesce(features.kept_revenue, 0) as lifetime_revenue,
+        features.first_order_at,
+        features.last_order_at,
+        features.recency_days,
+        coalesce(features.order_count_30d, 0) as order_count_30d,
+        coalesce(features.order_count_90d, 0) as order_count_90d,
+        features.last_visit_at,
+        features.days_since_last_visit,
+        coalesce(features.web_active_days_30d, 0) as web_active_days_30d,
+        coalesce(features.product_view_count_30d, 0) as product_view_count_30d,
+        coalesce(features.add_to_cart_count_30d, 0) as add_to_cart_count_30d,
+        features.favourite_category,
+        features.favourite_brand,
+        coalesce(features.email_sends_30d, 0) as email_sends_30d,
+        coalesce(features.email_sends_90d, 0) as email_sends_90d,
+        features.open_rate_30d,
+        features.open_rate_90d,
+        features.click_rate_30d,
+        features.click_rate_90d,
+        greatest(features.last_order_at, features.last_visit_at, features.last_email_engaged_at)
+            as last_active_at,
+        scores.purchase_probability,
+        scores.churn_risk,
+        scores.predicted_clv
     from customers
-    left join orders on orders.customer_id = customers.customer_id
-    left join web on web.customer_id = customers.customer_id
-    left join email on email.customer_id = customers.customer_id
-    left join preferences on preferences.customer_id = customers.customer_id
+    left join features on features.customer_id = customers.customer_id
+    left join scores on scores.customer_id = customers.customer_id
 
 ),
 
@@ -118,7 +107,10 @@ final as (
             + 0.3 * (0.5 * coalesce(joined.open_rate_90d, 0) + 0.5 * coalesce(joined.click_rate_90d, 0))
             + 0.3 * least(joined.order_count_90d, 3) / 3.0
         ), 1) as engagement_score,
-        joined.last_active_at
+        joined.last_active_at,
+        joined.purchase_probability,
+        joined.churn_risk,
+        joined.predicted_clv
     from joined
     left join scored on scored.customer_id = joined.customer_id
 

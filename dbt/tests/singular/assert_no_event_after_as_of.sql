@@ -1,5 +1,6 @@
--- Nothing after the end of the as-of day may reach the timeline or the traits.
-{{ config(meta={'dagster': {'ref': {'name': 'customer_events'}}}) }}
+-- Nothing after the end of the as-of day may reach the timeline or the traits. A check of
+-- customer_traits: the later of its two models (the dbt stage that builds it runs this test).
+{{ config(meta={'dagster': {'ref': {'name': 'customer_traits'}}}) }}
 select event_id, occurred_at
 from {{ ref('customer_events') }}
 where occurred_at > {{ as_of_ts() }}

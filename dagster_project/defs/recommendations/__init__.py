@@ -1,0 +1,1 @@
+"""Recommendations computed outside dbt (top-N per customer, similar products)."""
