@@ -60,6 +60,9 @@ def stub_project(tmp_path: Path) -> Path:
         ("dagster_project.lib", "import dagster", "The platform library never imports"),
         ("identity", "import fastapi", "identity is a plain library"),
         ("snapshots", "import duckdb", "The snapshot format is stdlib and pydantic only"),
+        ("decisions", "import api", "Layers"),
+        ("snapshots", "import decisions", "Layers"),
+        ("decisions", "import strawberry", "decisions is a plain library"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from decisions.policy import DecisionsPolicy
 from identity import IDENTITY_ATTRIBUTES, ColumnMapping, ColumnRef
 
 
@@ -436,6 +437,8 @@ class CdpConfig(_Strict):
     profiles: dict[str, Any] = Field(default_factory=dict)
     recommendations: RecommendationsConfig = Field(default_factory=RecommendationsConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    #: the decision policy; its model lives in the decisions library (the API reads it too)
+    decisions: DecisionsPolicy = Field(default_factory=DecisionsPolicy)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> CdpConfig:
@@ -493,6 +496,9 @@ class LoadedConfig:
         return sorted(p for p in root.glob(glob) if p.is_file())
 
 
+_NESTED_KEY = re.compile(r"([a-z_][a-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*): ")
+
+
 def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
@@ -521,6 +527,12 @@ def load_config(path: Path) -> LoadedConfig:
         problems = []
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"  - {_format_location(error['loc'])}: {message}")
+            where = _format_location(error["loc"])
+            # a policy validator that names the key below its own (``placements.x.subject:``)
+            # reads as one path, as `load_policy` prints it: ``decisions.placements.x.subject:``
+            nested = _NESTED_KEY.match(message) if error["loc"][:1] == ("decisions",) else None
+            if nested:
+                where, message = f"{where}.{nested.group(1)}", message[nested.end() :]
+            problems.append(f"  - {where}: {message}")
         raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(problems)) from exc
     return LoadedConfig(path=path, config=config)

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from dagster_project.lib.config import CdpConfig, IngestLimits
+from dagster_project.lib.generate import vocab
 
 #: Globs below the landing folder; each matches only its own source's files.
 SOURCE_GLOBS: dict[str, str] = {
@@ -21,6 +22,84 @@ SOURCE_GLOBS: dict[str, str] = {
     "price_changes": "catalog/price_changes*.jsonl",
     "offers": "offers/sales-*.csv",
 }
+
+
+def sample_decisions() -> dict[str, Any]:
+    """The ``decisions:`` policy for the sample world (``decisions/policy.py`` documents keys).
+
+    Durable categories of the generator's vocabulary are suppressed after a purchase for a third
+    of their replacement cycle; consumables and "semi" goods are never suppressed.
+    """
+    durable = [
+        {"categories": [slug], "days": cycle // 3}
+        for slug, (kind, cycle) in vocab.CATEGORY_CYCLES.items()
+        if kind == "durable"
+    ]
+    return {
+        "period_start_hour": 14,  # the day's flash sales start at 14:00 UTC
+        "placements": {
+            "daily_email": {
+                "channels": ["email", "web", "app", "call_center"],
+                "kind": "message",
+                "items": 4,
+                "wildcard_slots": 1,
+                "period": "1d",
+                "subject": "daily_subject",
+                "blocks": {"intro": "daily_intro"},
+            },
+            "home_hero": {
+                "channels": ["web", "app"],
+                "kind": "display",
+                "items": 3,
+                "wildcard_slots": 1,
+                "period": "1d",
+            },
+        },
+        "offers": [
+            {
+                "name": "jewelry_for_valued_customers",
+                "sales": {"categories": ["jewelry-accessories"]},
+                "segments": ["high_value", "frequent_buyers"],
+            }
+        ],
+        "caps": [
+            {"name": "email_daily", "channels": ["email"], "max": 1, "window": "24h"},
+            {
+                "name": "messages_weekly",
+                "channels": ["email", "sms", "push"],
+                "max": 6,
+                "window": "7d",
+            },
+        ],
+        "frequency": {"channels": ["email"], "window": "7d", "max_sends": 6, "min_sends": 1},
+        "suppression": durable,
+        "exploration": {"share": 0.1},
+        "holdout": {"share": 0.05},
+        "experiments": [
+            {
+                "name": "subject_line",
+                "placement": "daily_email",
+                "arms": [
+                    {"name": "control", "weight": 1},
+                    {"name": "personal", "weight": 1, "subject": "daily_subject_personal"},
+                ],
+            }
+        ],
+        "templates": {
+            "daily_subject": {
+                "text": "{{ theme }}: {{ top_item_name }} and more",
+                "fallbacks": {"theme": "Today's sales", "top_item_name": "new deals"},
+            },
+            "daily_subject_personal": {
+                "text": "Hi {{ first_name }}, new in {{ last_viewed_category }}",
+                "fallbacks": {"first_name": "there", "last_viewed_category": "today's sales"},
+            },
+            "daily_intro": {
+                "text": "<p>Hi {{ first_name }}, {{ item_count }} picks from {{ theme }}.</p>",
+                "fallbacks": {"first_name": "there", "item_count": "our", "theme": "today's sales"},
+            },
+        },
+    }
 
 
 def sample_config() -> dict[str, Any]:
@@ -199,6 +278,7 @@ def sample_config() -> dict[str, Any]:
         # Written out (at their defaults) so the limits are found where they are changed.
         "ingest": IngestLimits().model_dump(),
         "sources": sources,
+        "decisions": sample_decisions(),
     }
 
 
@@ -212,6 +292,8 @@ def write_config(out: Path) -> Path:
         "# this file: each source names its files (a glob below `landing`), its kind, its\n"
         "# record key and which of its columns hold each canonical field. `ingest` bounds\n"
         "# one value (characters) and one record (bytes); a source may set its own.\n"
+        "# `decisions` is the personalization policy: placements, offer eligibility, caps,\n"
+        "# suppression after purchase, exploration, holdout, experiments and templates.\n"
     )
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     target.write_text(header + body, encoding="utf-8")
