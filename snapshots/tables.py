@@ -60,6 +60,10 @@ TABLES: Final[tuple[TableSpec, ...]] = (
             "has_email_consent",
             "has_sms_consent",
             "has_push_consent",
+            # no source = no statement recorded (decisions tell "missing" from "withdrawn")
+            "has_email_consent_source",
+            "has_sms_consent_source",
+            "has_push_consent_source",
         ),
     ),
     TableSpec(
@@ -79,7 +83,15 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     TableSpec(
         "customer_traits",
         ("customer_id",),
-        required=("customer_id", "purchase_probability", "churn_risk", "predicted_clv"),
+        required=(
+            "customer_id",
+            "purchase_probability",
+            "churn_risk",
+            "predicted_clv",
+            "last_viewed_product_id",
+            "last_viewed_category",
+            "last_viewed_at",
+        ),
     ),
     TableSpec(
         # clustered by customer and time: a page of a timeline is one contiguous range
@@ -111,8 +123,10 @@ TABLES: Final[tuple[TableSpec, ...]] = (
         without_rowid=True,
     ),
     TableSpec(
+        # the index finds a customer's merged ids (decision caps count their sends too)
         "customer_aliases",
         ("alias_customer_id",),
+        indexes=(("customer_id", "alias_customer_id"),),
         required=("alias_customer_id", "customer_id"),
         without_rowid=True,
     ),
@@ -176,6 +190,63 @@ TABLES: Final[tuple[TableSpec, ...]] = (
             "related_customer_id",
             "cause",
         ),
+    ),
+    # What the decision service reads (decisions.facts): the sales running now and, clustered
+    # by customer so one customer's rows are one contiguous range, their category interest,
+    # brands bought and assignment id.
+    TableSpec(
+        "sales",
+        ("sale_id",),
+        required=(
+            "sale_id",
+            "title",
+            "theme",
+            "category",
+            "brand",
+            "discount_percent",
+            "starts_at",
+            "ends_at",
+            "item_count",
+        ),
+    ),
+    TableSpec(
+        "sale_items",
+        ("sale_id", "product_id"),
+        required=(
+            "sale_id",
+            "product_id",
+            "product_name",
+            "category",
+            "brand",
+            "regular_price",
+            "sale_price",
+        ),
+        without_rowid=True,
+    ),
+    TableSpec(
+        "customer_category_activity",
+        ("customer_id", "category"),
+        required=(
+            "customer_id",
+            "category",
+            "interaction_score",
+            "interaction_share",
+            "last_purchased_at",
+            "last_viewed_at",
+        ),
+        without_rowid=True,
+    ),
+    TableSpec(
+        "customer_brands_bought",
+        ("customer_id", "brand"),
+        required=("customer_id", "brand", "last_bought_at", "order_count"),
+        without_rowid=True,
+    ),
+    TableSpec(
+        "customer_assignment",
+        ("customer_id",),
+        required=("customer_id", "assignment_id"),
+        without_rowid=True,
     ),
 )
 

@@ -183,31 +183,12 @@ email_features as (
 
 ),
 
--- Category and brand affinity: a product view scores 1, an add to cart 2 and each unit bought in
--- a kept order 3. Ties go to the most recent interaction, then alphabetical order.
+-- Category and brand affinity: the interaction scores of macros/product_interactions.sql (a
+-- product view 1, an add to cart 2, each unit bought in a kept order 3). Ties go to the most
+-- recent interaction, then alphabetical order.
 interactions as (
 
-    select
-        customer_id,
-        cutoff_date,
-        product_id,
-        case event_type when 'add_to_cart' then 2 else 1 end as score,
-        occurred_at
-    from web_at_cutoff
-    where product_id is not null and event_type in ('product_view', 'add_to_cart')
-
-    union all
-
-    select
-        orders_at_cutoff.customer_id,
-        orders_at_cutoff.cutoff_date,
-        order_lines.product_id,
-        3 * greatest(coalesce(order_lines.quantity, 1), 0) as score,
-        orders_at_cutoff.ordered_at as occurred_at
-    from orders_at_cutoff
-    inner join order_lines
-        on order_lines.order_id = orders_at_cutoff.order_id
-    where not orders_at_cutoff.is_returned
+    {{ product_interactions('web_at_cutoff', 'orders_at_cutoff', 'order_lines') }}
 
 ),
 

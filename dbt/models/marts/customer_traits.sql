@@ -1,6 +1,7 @@
 -- Behavioural traits per customer, computed as of the as-of date (definitions and the engagement
 -- score formula in _marts__models.yml): the features macro at the as-of date
--- (int_customer_features_computed) plus the customer models' scores (null until scored).
+-- (int_customer_features_computed) plus the customer models' scores (null until scored) and the
+-- product last viewed (int_customer_products_scored).
 with
 
 customers as (
@@ -18,6 +19,18 @@ features as (
 scores as (
 
     select * from {{ ref('stg_models__customer_scores') }}
+
+),
+
+-- The product the customer viewed last (ties: the smallest product id) and its category.
+last_viewed as (
+
+    select customer_id, product_id, category, last_viewed_at
+    from {{ ref('int_customer_products_scored') }}
+    where last_viewed_at is not null
+    qualify row_number() over (
+        partition by customer_id order by last_viewed_at desc, product_id
+    ) = 1
 
 ),
 
@@ -51,10 +64,14 @@ joined as (
             as last_active_at,
         scores.purchase_probability,
         scores.churn_risk,
-        scores.predicted_clv
+        scores.predicted_clv,
+        last_viewed.product_id as last_viewed_product_id,
+        last_viewed.category as last_viewed_category,
+        last_viewed.last_viewed_at
     from customers
     left join features on features.customer_id = customers.customer_id
     left join scores on scores.customer_id = customers.customer_id
+    left join last_viewed on last_viewed.customer_id = customers.customer_id
 
 ),
 
@@ -110,7 +127,10 @@ final as (
         joined.last_active_at,
         joined.purchase_probability,
         joined.churn_risk,
-        joined.predicted_clv
+        joined.predicted_clv,
+        joined.last_viewed_product_id,
+        joined.last_viewed_category,
+        joined.last_viewed_at
     from joined
     left join scored on scored.customer_id = joined.customer_id
 

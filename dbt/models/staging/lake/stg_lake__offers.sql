@@ -1,5 +1,7 @@
--- Sales calendar of every offers source, cleaned: one row per product a sale covers, for sales
--- started by the end of the as-of day (later ones are not visible yet), latest version each.
+-- Sales calendar of every offers source, cleaned: one row per product a sale covers, latest
+-- version each. A calendar is planned ahead, so sales starting up to var sales_lookahead_days
+-- days after the as-of day are visible (the daily email for tomorrow is decided from today's
+-- build); later ones are not visible yet.
 with
 
 source as (
@@ -36,7 +38,7 @@ final as (
 
     select *
     from renamed
-    where starts_at <= {{ as_of_ts() }}
+    where starts_at <= {{ as_of_ts() }} + interval {{ var('sales_lookahead_days', 2) | int }} day
     {{ latest_version('source, record_id') }}
 
 )
