@@ -2,7 +2,8 @@
 
 ``create_app`` builds everything from settings (no globals), so tests make as many apps as they
 like and ``uvicorn --factory api.main:create_app`` gives each worker its own. The lifespan loads
-the current snapshot and starts the poller that follows ``serving/CURRENT`` and the keys file.
+the current snapshot, checks the decision policy against it (``api.decisioning``), opens the
+decision log and starts the poller that follows ``serving/CURRENT`` and the keys file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.decisioning import DecisionRuntime
 from api.graphql.context import Limits
 from api.graphql.executor import OperationExecutor
 from api.graphql.schema import build_schema
@@ -25,7 +27,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.sealing import Sealer, load_or_create_secret
 from api.security import AuditLog, KeyStore, Scope, presented_key
 from api.settings import ApiSettings
-from api.snapshot import SnapshotManager
+from api.snapshot import Snapshot, SnapshotManager
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,9 @@ class ApiState:
         self.sealer = Sealer(load_or_create_secret(settings.secret_path))
         self.audit = AuditLog(settings.audit_dir)
         self.metrics = ApiMetrics()
-        self.snapshots = SnapshotManager(
-            settings.serving_dir, on_switch=self.metrics.snapshot_switched
-        )
+        # An invalid decision policy stops the app here, naming the file and key.
+        self.decisions = DecisionRuntime.from_settings(settings, self.metrics)
+        self.snapshots = SnapshotManager(settings.serving_dir, on_switch=self._switched)
         self.metrics.watch(self.snapshots)
         self.limits = Limits(
             default_page_size=settings.api_default_page_size,
@@ -49,6 +51,10 @@ class ApiState:
         )
         self.schema = build_schema(settings)
         self.executor = OperationExecutor(self.schema, settings, self.metrics, self.audit)
+
+    def _switched(self, snapshot: Snapshot) -> None:
+        self.metrics.snapshot_switched(snapshot)
+        self.decisions.check_switched(snapshot)
 
     def refresh(self) -> None:
         """Follow CURRENT and the keys file (called by the poller, in a thread)."""
@@ -79,6 +85,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await asyncio.to_thread(state.refresh)
         if state.snapshots.current is None:
             logger.warning("not ready: %s", state.snapshots.unavailable_reason())
+        else:
+            # The policy's segments and traits must exist in the served data: PolicyError
+            # (naming the key) fails the start rather than admitting nobody in silence.
+            state.decisions.check(state.snapshots.current)
+        state.decisions.open()
         if state.keys.is_empty:
             logger.warning(
                 "no API keys in %s: every request gets 401; create one with "
@@ -98,6 +109,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await poller
             state.snapshots.close()
             state.audit.close()
+            state.decisions.close()
 
     graphql = GraphQLView(
         state.schema,
@@ -108,6 +120,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         sealer=state.sealer,
         time_limit=settings.api_operation_timeout_seconds,
         graphiql=settings.api_enable_graphiql,
+        decisions=state.decisions,
     )
 
     app = FastAPI(

@@ -46,6 +46,8 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = (
 )
 #: Distinct operation labels kept per process before new names are counted as "other".
 MAX_OPERATION_LABELS: Final[int] = 200
+#: Distinct decision reasons kept per process before new ones are counted as "other".
+MAX_REASON_LABELS: Final[int] = 200
 _LABEL: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z_][A-Za-z0-9_,]{0,99}$")
 KNOWN_PATHS: Final[frozenset[str]] = frozenset({"/graphql", "/health", "/metrics"})
 
@@ -120,6 +122,18 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=target,
         )
+        self.decisions = Counter(
+            "cdp_api_decisions",
+            "Decisions answered by placement, channel and whether the message is sent.",
+            ["placement", "channel", "sent"],
+            registry=target,
+        )
+        self.decision_reasons = Counter(
+            "cdp_api_decision_reasons",
+            "Reasons given with decisions (consent:missing:email, cap:email_daily, holdout, ...).",
+            ["reason"],
+            registry=target,
+        )
         self.snapshot_switches = Counter(
             "cdp_api_snapshot_switches",
             "Times this process switched to a newly published snapshot.",
@@ -132,6 +146,10 @@ class ApiMetrics:
         # Bounded: paths and operation labels are, status codes and statuses are few.
         self._operation_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._http_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # Placements and channels are validated against the policy before a decision is
+        # counted; reasons are bounded like operation names.
+        self._decision_children: dict[tuple[str, str, bool], Any] = {}
+        self._reason_children: dict[str, Any] = {}
         self._labels_lock = threading.Lock()
         self._manager: SnapshotManager | None = None
 
@@ -168,6 +186,23 @@ class ApiMetrics:
             self._operation_children[(operation, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_decision(self, placement: str, channel: str, sent: bool, reasons: Any) -> None:
+        """Count one decision answered and each of its reasons."""
+        key = (placement, channel, sent)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self.decisions.labels(placement, channel, "true" if sent else "false")
+            self._decision_children[key] = child
+        child.inc()
+        for reason in reasons:
+            counter = self._reason_children.get(reason)
+            if counter is None:
+                label = reason if len(self._reason_children) < MAX_REASON_LABELS else "other"
+                counter = self.decision_reasons.labels(label[:100])
+                if label == reason:
+                    self._reason_children[reason] = counter
+            counter.inc()
 
     def observe_http(self, path: str, status_code: int, seconds: float) -> None:
         """Count and time one HTTP request."""

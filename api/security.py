@@ -40,6 +40,10 @@ class Scope(StrEnum):
     PII_READ = "pii:read"
     SEGMENTS_READ = "segments:read"
     METRICS_READ = "metrics:read"
+    #: ask for decisions (``decide``) and report their outcomes (``recordDecisionOutcome``)
+    DECISIONS_WRITE = "decisions:write"
+    #: read a customer's logged decisions (``customer { decisions(last: 5) }``)
+    DECISIONS_READ = "decisions:read"
     ADMIN = "admin"
 
 

@@ -7,6 +7,7 @@ own settings.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -19,6 +20,11 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
 
     home: Path = Field(default=Path(".cdp"), description="CDP_HOME: serving/, audit/, keys")
+    config: Path | None = Field(
+        default=None,
+        description="CDP_CONFIG: the cdp.yml whose `decisions:` policy the API serves; default "
+        "CDP_HOME/cdp.yml (a missing file means the default policy)",
+    )
     api_host: str = Field(default="127.0.0.1", description="interface `cdp serve` binds")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64, description="uvicorn worker processes")
@@ -65,6 +71,22 @@ class ApiSettings(BaseSettings):
     api_snapshot_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often serving/CURRENT is checked"
     )
+
+    api_now: datetime | None = Field(
+        default=None,
+        description="CDP_API_NOW: decide as if now were this instant (UTC when no offset is "
+        "given); for demos and tests over a world whose as-of date is in the past",
+    )
+
+    @property
+    def config_path(self) -> Path:
+        """The cdp.yml holding the decision policy."""
+        return self.config if self.config is not None else self.home / "cdp.yml"
+
+    @property
+    def decisions_dir(self) -> Path:
+        """The decision log (decisions.sqlite) and the assignment key."""
+        return self.home / "decisions"
 
     @property
     def serving_dir(self) -> Path:

@@ -37,6 +37,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableNode,
     get_named_type,
@@ -50,13 +51,20 @@ BUDGET_CODE: Final[str] = "BUDGET_EXCEEDED"
 DEFAULT_LIST_SIZE: Final[int] = 20
 #: The metadata key of a declared list bound.
 LIST_SIZE_METADATA: Final[str] = "cdp_list_size"
+LIST_SIZE_ARGUMENT_METADATA: Final[str] = "cdp_list_size_argument"
 #: The argument that sizes a page.
 PAGE_ARGUMENT: Final[str] = "first"
 
 
-def list_size(bound: int) -> dict[str, int]:
-    """Field metadata: this list holds at most about ``bound`` items (for the cost estimate)."""
-    return {LIST_SIZE_METADATA: bound}
+def list_size(bound: int, argument: str | None = None) -> dict[str, Any]:
+    """Field metadata: this list holds at most about ``bound`` items (for the cost estimate).
+
+    With ``argument`` (e.g. ``last`` of ``decisions(last: 5)``), the list holds as many as that
+    argument asks (its default when absent), at most ``bound``.
+    """
+    if argument is None:
+        return {LIST_SIZE_METADATA: bound}
+    return {LIST_SIZE_METADATA: bound, LIST_SIZE_ARGUMENT_METADATA: argument}
 
 
 def budget_error(message: str, budget: str, **figures: int | float) -> GraphQLError:
@@ -137,13 +145,15 @@ def check_shape(
     return None
 
 
-def _declared_list_size(field: Any) -> int | None:
+def _declared_list_size(field: Any) -> tuple[int | None, str | None]:
+    """The field's declared bound and the argument that sizes it, if any."""
     definition = field.extensions.get(DEFINITION_BACKREF)
     if isinstance(definition, StrawberryField):
-        bound = (definition.metadata or {}).get(LIST_SIZE_METADATA)
+        metadata = definition.metadata or {}
+        bound = metadata.get(LIST_SIZE_METADATA)
         if isinstance(bound, int):
-            return bound
-    return None
+            return bound, metadata.get(LIST_SIZE_ARGUMENT_METADATA)
+    return None, None
 
 
 def _is_object_list(type_: Any) -> bool:
@@ -192,6 +202,22 @@ class _CostWalk:
             return self.max_page  # coercion will refuse it; assume the worst until then
         return None
 
+    def sized(self, field: FieldNode, definition: Any, argument: str, bound: int) -> int:
+        """The size a list-sizing argument asks for (its default when absent), 1..bound."""
+        given: Any = definition.default_value
+        for node in field.arguments:
+            if node.name.value != argument:
+                continue
+            value = node.value
+            if isinstance(value, VariableNode):
+                self.uses_variables = True
+                given = self.variables.get(value.name.value, given)
+            elif isinstance(value, IntValueNode):
+                given = int(value.value)
+        if isinstance(given, int) and not isinstance(given, bool):
+            return max(1, min(given, bound))
+        return bound
+
     def walk(
         self,
         selection_set: SelectionSetNode,
@@ -213,7 +239,9 @@ class _CostWalk:
                     continue  # introspection or an unknown field: validation decides
                 size = 1
                 if _is_object_list(field.type):
-                    declared = _declared_list_size(field)
+                    declared, argument = _declared_list_size(field)
+                    if declared is not None and argument in field.args:
+                        declared = self.sized(selection, field.args[argument], argument, declared)
                     size = page or declared or DEFAULT_LIST_SIZE
                 own_page = self.page(selection) if PAGE_ARGUMENT in field.args else None
                 self.walk(
@@ -251,7 +279,9 @@ def estimate_cost(
     cap: int,
 ) -> CostEstimate:
     """Estimated nodes of one operation (stops counting a little past ``cap``)."""
-    root = schema.query_type
+    root = (
+        schema.mutation_type if operation.operation is OperationType.MUTATION else schema.query_type
+    )
     walk = _CostWalk(schema, _fragments(document), variables or {}, default_page, max_page, cap)
     if root is not None:
         walk.walk(operation.selection_set, root, 1, None, frozenset())

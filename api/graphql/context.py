@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
@@ -33,6 +33,9 @@ from api.repositories.segments import MemberPage, all_segments, member_pages
 from api.sealing import Sealer
 from api.security import Principal
 from api.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from api.decisioning import DecisionRuntime
 
 #: The audit log's customer for a revealed value whose record no customer owns.
 UNRESOLVED_OWNER = "(unresolved)"
@@ -124,6 +127,7 @@ class Context:
         request_id: str,
         sealer: Sealer,
         deadline: float,
+        decisions: DecisionRuntime | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.principal = principal
@@ -131,12 +135,20 @@ class Context:
         self.request_id = request_id
         self.sealer = sealer
         self.deadline = deadline
+        self._decisions = decisions
         self.pii_reads: dict[str, set[str]] = defaultdict(set)
 
     @cached_property
     def db(self) -> RequestDatabase:
         """The snapshot as this request reads it: statements stop at the deadline."""
         return RequestDatabase(self.snapshot.db, self.deadline)
+
+    @property
+    def decisions(self) -> DecisionRuntime:
+        """The process's decision service (the app always gives one; a bare context does not)."""
+        if self._decisions is None:
+            raise RuntimeError("this context was built without the decision service")
+        return self._decisions
 
     @cached_property
     def loaders(self) -> Loaders:

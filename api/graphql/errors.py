@@ -27,6 +27,13 @@ class NotFoundError(ClientError):
     code = "NOT_FOUND"
 
 
+class UnavailableError(ClientError):
+    """The service cannot answer this field now, for a reason the message says (e.g. the
+    served snapshot predates decisions); safe to show, retry after the operator acts."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
 class ForbiddenError(ClientError):
     """The key lacks a scope the field needs."""
 

@@ -12,6 +12,10 @@ query text (the role of strawberry's ``ParserCache`` and ``ValidationCache``), t
 on parsing, the depth, alias and introspection rules, masking of unexpected errors, and the
 per-operation metrics and PII audit.
 
+Queries and mutations run (the mutations are the decision service's two writes, ``decide`` and
+``recordDecisionOutcome``; graphql-core runs a mutation's root fields one after another) under
+the same limits and budget; a subscription is refused as a request error.
+
 It also holds every request to a budget (``api.graphql.budget``): the document's shape is
 checked before validation (validation is quadratic in repeated fields), a text missed by the
 cache is looked up again by its normalized form (so a random trailing comment costs a parse,
@@ -275,8 +279,8 @@ class OperationExecutor:
                     if operation_name is None
                     else f'Unknown operation named "{operation_name[:100]}".'
                 )
-            if operation.operation is not OperationType.QUERY:
-                raise RequestError("this API is read-only: only queries are accepted")
+            if operation.operation is OperationType.SUBSCRIPTION:
+                raise RequestError("subscriptions are not offered: send a query or a mutation")
         if prepared.errors:
             errors = list(prepared.errors)
         else:

@@ -16,7 +16,11 @@ kind of data:
 * ``TEXT`` (free text such as a search query or a link URL, where anything personal may be
   embedded): ``***``;
 * ``DETAILS`` (structured evidence): numbers, booleans and the model's level labels kept,
-  every other string ``***``.
+  every other string ``***``;
+* ``RENDERED`` (a message rendered from a template with personal variables, such as a decision's
+  subject ``Hi Ada, ...``): the same template rendered with those variables at their fallbacks
+  (``Hi there, ...``), which the owning type holds as ``<field>_masked``; a reveal is audited
+  only when the rendering differs from the masked one (a subject without a name reveals nothing).
 
 A key with ``pii:read`` sees the value, and the read is recorded against the customer who owns
 it: every type holding a personal field implements ``pii_owner()`` (the owning customer's id),
@@ -55,6 +59,7 @@ class Pii(StrEnum):
     IDENTIFIER = "identifier"
     TEXT = "text"
     DETAILS = "details"
+    RENDERED = "rendered"
 
 
 class SchemaDeclarationError(TypeError):
@@ -89,6 +94,27 @@ def _masker(kind: Pii) -> Callable[[Any, Any], Any]:
     if kind is Pii.DETAILS:
         return lambda value, _context: _mask_details(value)
     return lambda _value, _context: MASK
+
+
+def masked_attribute(python_name: str) -> str:
+    """The attribute holding a RENDERED field's masked rendering."""
+    return f"{python_name}_masked"
+
+
+def _rendered_guard(python_name: str, label: str) -> Callable[[Any, Any, Any], Any]:
+    masked_name = masked_attribute(python_name)
+
+    def guard(value: Any, source: Any, context: Any) -> Any:
+        masked = getattr(source, masked_name)
+        if value is None:
+            return masked
+        if context.principal.can_read_pii:
+            if value != masked:
+                context.reveal(source.pii_owner(), label)
+            return value
+        return masked
+
+    return guard
 
 
 def _guard(kind: Pii, label: str) -> Callable[[Any, Any, Any], Any]:
@@ -150,6 +176,16 @@ def protect_personal_fields(schema: BaseSchema) -> dict[str, Pii]:
             if field.resolve is None:
                 raise SchemaDeclarationError(f"{type_name}.{field_name} has no resolver to wrap")
             label = f"{type_name}.{field_name}"
-            field.resolve = _protect(field.resolve, _guard(Pii(kind), label))
+            if Pii(kind) is Pii.RENDERED:
+                masked_name = masked_attribute(definition.python_name)
+                if masked_name not in getattr(owner_type, "__dataclass_fields__", {}):
+                    raise SchemaDeclarationError(
+                        f"{label} is declared a rendered message, but {type_name} has no "
+                        f"'{masked_name}' (the rendering a key without pii:read sees)"
+                    )
+                guard = _rendered_guard(definition.python_name, label)
+            else:
+                guard = _guard(Pii(kind), label)
+            field.resolve = _protect(field.resolve, guard)
             protected[label] = Pii(kind)
     return protected

@@ -1,19 +1,29 @@
-"""The GraphQL schema: the root queries and how they reach the snapshot."""
+"""The GraphQL schema: the root queries and how they reach the snapshot, and the decision
+mutations (``decide``, ``recordDecisionOutcome``), the only writes the API offers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 
+from api.decisioning import DecisionInputError, DecisionNotFoundError, DecisionUnavailableError
 from api.graphql.budget import list_size
 from api.graphql.context import Context
-from api.graphql.errors import BadInputError, ForbiddenError, NotFoundError
+from api.graphql.errors import (
+    BadInputError,
+    ClientError,
+    ForbiddenError,
+    NotFoundError,
+    UnavailableError,
+)
 from api.graphql.pagination import decode_cursor, encode_cursor, page_size
 from api.graphql.permissions import requires, scope_message
 from api.graphql.pii import protect_personal_fields
 from api.graphql.types.customer import Customer, CustomerConnection, CustomerEdge, strawberry_name
+from api.graphql.types.decision import CustomerRef, Decision, sale_ids
 from api.graphql.types.explanation import IdentityExplanation, RecordRef, explain
 from api.graphql.types.filters import CustomerFilter
 from api.graphql.types.identifier import IdentifierLookup
@@ -87,6 +97,32 @@ def _survivor(db: Database, retired_id: str) -> dict[str, Any] | None:
     return customers_by_id(db, [survivor]).get(survivor) if survivor else None
 
 
+def find_customer(
+    context: Context, id: strawberry.ID | None, lookup: IdentifierLookup | None
+) -> dict[str, Any] | None:
+    """The golden record ``customer(id:)`` or ``customer(lookup:)`` finds (None: nobody).
+
+    Shared by every field that addresses a customer (``decide`` takes the same reference).
+    """
+    if (id is None) == (lookup is None):
+        raise BadInputError("give exactly one of `id` or `lookup`")
+    db = context.db
+    if id is not None:
+        customer_id = str(id).strip()
+        if not customer_id or len(customer_id) > MAX_ID_LENGTH:
+            raise BadInputError(f"`id` must be 1 to {MAX_ID_LENGTH} characters")
+        row = customers_by_id(db, [customer_id]).get(customer_id)
+        if row is None:
+            row = _survivor(db, customer_id)
+        return row
+    assert lookup is not None
+    kind, value = normalize_lookup(context.snapshot, lookup.type, lookup.value)
+    if kind == ALIAS_TYPE:
+        return _survivor(db, value)
+    hit = lookup_customer(db, kind, value)
+    return hit.customer if hit is not None else None
+
+
 @strawberry.type
 class Query:
     @strawberry.field(
@@ -104,24 +140,7 @@ class Query:
         # most api_max_aliases point reads), and skipping the await machinery is a measurable
         # share of a lookup. Nested fields go through the request's DataLoaders, primed here.
         context: Context = info.context
-        if (id is None) == (lookup is None):
-            raise BadInputError("give exactly one of `id` or `lookup`")
-        db = context.db
-        if id is not None:
-            customer_id = str(id).strip()
-            if not customer_id or len(customer_id) > MAX_ID_LENGTH:
-                raise BadInputError(f"`id` must be 1 to {MAX_ID_LENGTH} characters")
-            row = customers_by_id(db, [customer_id]).get(customer_id)
-            if row is None:
-                row = _survivor(db, customer_id)
-        else:
-            assert lookup is not None
-            kind, value = normalize_lookup(context.snapshot, lookup.type, lookup.value)
-            if kind == ALIAS_TYPE:
-                row = _survivor(db, value)
-            else:
-                hit = lookup_customer(db, kind, value)
-                row = hit.customer if hit is not None else None
+        row = find_customer(context, id, lookup)
         if row is None:
             return None
         context.loaders.customer.prime(row["customer_id"], row)
@@ -222,6 +241,85 @@ class Query:
         return SnapshotInfo.from_snapshot(info.context.snapshot)
 
 
+def _decision_error(exc: Exception) -> ClientError:
+    if isinstance(exc, DecisionNotFoundError):
+        return NotFoundError(str(exc))
+    if isinstance(exc, DecisionUnavailableError):
+        return UnavailableError(str(exc))
+    return BadInputError(str(exc))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.field(
+        description="Decide what a channel shows or sends a customer on a placement, and log "
+        "it: every channel asking within the placement's period gets the same decision (id, "
+        "theme, items, subject); `send` and `reasons` are the channel's own (consent, caps, "
+        "holdout). Asking again from the same channel returns the logged answer.",
+        extensions=requires(Scope.DECISIONS_WRITE),
+    )
+    def decide(
+        self,
+        info: strawberry.Info,
+        customer: CustomerRef,
+        channel: str,
+        placement: str,
+        context: JSON | None = None,
+    ) -> Decision:
+        ctx: Context = info.context
+        if context is not None and not isinstance(context, dict):
+            raise BadInputError('`context` must be a JSON object (e.g. {"page": "/home"})')
+        row = find_customer(ctx, customer.id, customer.lookup)
+        if row is None:
+            raise NotFoundError(
+                "no customer matches `customer`; check the id or identifier "
+                "(`customer(...)` finds the same customers)"
+            )
+        try:
+            decided = ctx.decisions.decide(
+                ctx.db,
+                ctx.snapshot,
+                row["customer_id"],
+                channel.strip(),
+                placement.strip(),
+                context,
+            )
+        except (DecisionInputError, DecisionNotFoundError, DecisionUnavailableError) as exc:
+            raise _decision_error(exc) from exc
+        ctx.decisions.observe(decided)
+        sales = ctx.decisions.sales(ctx.db, ctx.snapshot, sale_ids([decided]))
+        return Decision.from_decision(decided, sales)
+
+    @strawberry.field(
+        description="Report what came of a decision on a channel: open, click, visit, purchase "
+        "(with revenue), unsubscribe or bounce. An unsubscribe withdraws the customer's consent "
+        "on the channel at once. True when recorded, false when this channel already reported "
+        "this kind for the decision (the first report counts).",
+        extensions=requires(Scope.DECISIONS_WRITE),
+    )
+    def record_decision_outcome(
+        self,
+        info: strawberry.Info,
+        decision_id: strawberry.ID,
+        channel: str,
+        kind: str,
+        revenue: float | None = None,
+    ) -> bool:
+        ctx: Context = info.context
+        decision = str(decision_id).strip()
+        if not decision or len(decision) > MAX_ID_LENGTH:
+            raise BadInputError(f"`decisionId` must be 1 to {MAX_ID_LENGTH} characters")
+        if revenue is not None and (revenue < 0 or revenue != revenue):
+            raise BadInputError("`revenue` must be a non-negative number")
+        try:
+            outcome = ctx.decisions.record_outcome(
+                decision, channel.strip(), kind.strip().lower(), revenue
+            )
+        except (DecisionInputError, DecisionNotFoundError) as exc:
+            raise _decision_error(exc) from exc
+        return outcome.is_recorded
+
+
 def build_schema(settings: ApiSettings) -> strawberry.Schema:
     """The schema with every personal field protected (``api.graphql.pii``).
 
@@ -229,6 +327,7 @@ def build_schema(settings: ApiSettings) -> strawberry.Schema:
     """
     schema = strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         config=StrawberryConfig(disable_field_suggestions=not settings.api_enable_introspection),
     )
     protect_personal_fields(schema)

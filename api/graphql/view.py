@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
 
+from api.decisioning import DecisionRuntime
 from api.graphql.context import Context, Limits
 from api.graphql.executor import OperationExecutor, RequestError
 from api.sealing import Sealer
@@ -66,7 +67,7 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 class GraphQLView(GraphQL[Context | None, None]):
-    """POST runs a query for a valid key on the current snapshot; GET serves the IDE if on."""
+    """POST runs an operation for a valid key on the current snapshot; GET serves the IDE if on."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class GraphQLView(GraphQL[Context | None, None]):
         sealer: Sealer,
         time_limit: float,
         graphiql: bool,
+        decisions: DecisionRuntime | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -91,6 +93,7 @@ class GraphQLView(GraphQL[Context | None, None]):
         self.limits = limits
         self.sealer = sealer
         self.time_limit = time_limit
+        self.decisions = decisions
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson, for the responses strawberry's own path still builds."""
@@ -174,6 +177,7 @@ class GraphQLView(GraphQL[Context | None, None]):
                 request_id=rid,
                 sealer=self.sealer,
                 deadline=time.monotonic() + self.time_limit,
+                decisions=self.decisions,
             )
             try:
                 result = await self.executor.run(query, variables, operation_name, context)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 #: SQLite virtual-machine steps between deadline checks (a point lookup never reaches one).
 _PROGRESS_STEPS: Final[int] = 20_000
@@ -81,6 +82,12 @@ class SnapshotDatabase:
             return None
         return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The read-only connection, for libraries that read a snapshot themselves
+        (``decisions.facts``); read-only by ``query_only`` and the ``immutable`` open."""
+        return self._conn
+
     def has_table(self, name: str) -> bool:
         """Whether the snapshot holds a table called ``name``."""
         found = self._conn.execute(
@@ -125,6 +132,10 @@ class RequestDatabase:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of one statement as tuples."""
         return self._run(self._db.rows, sql, params)  # type: ignore[no-any-return]
+
+    def with_connection(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)`` under the request's deadline (a library's own queries)."""
+        return self._run(lambda _sql, _params: read(self._db.connection), "", ())  # type: ignore[no-any-return]
 
     def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """All rows of one statement as dicts keyed by column name."""

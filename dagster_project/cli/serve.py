@@ -40,9 +40,11 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
+    from api.decisioning import read_policy
     from api.security import KeyFileError, load_keys_file
     from api.settings import ApiSettings
     from api.transport import TransportSettings, protocol_factory, settings_error
+    from decisions.policy import PolicyError
 
     os.environ.update(_settings_env(home))
     settings = ApiSettings()
@@ -57,6 +59,13 @@ def serve(
     try:
         keys = load_keys_file(settings.keys_path)
     except KeyFileError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    try:
+        # the decision policy's shape, here with a readable message; its segment and trait
+        # names are checked against the snapshot when each worker starts
+        read_policy(settings)
+    except PolicyError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     if not keys.keys:
@@ -105,7 +114,10 @@ def create_api_key(
     name: Annotated[str, typer.Option(help="who uses the key, e.g. web-personalization")],
     scopes: Annotated[
         str,
-        typer.Option(help="comma-separated: profile:read, pii:read, segments:read, admin"),
+        typer.Option(
+            help="comma-separated: profile:read, pii:read, segments:read, metrics:read, "
+            "decisions:write, decisions:read, admin"
+        ),
     ],
     description: Annotated[str, typer.Option(help="free text")] = "",
     replace: Annotated[bool, typer.Option(help="rotate an existing key of that name")] = False,

@@ -225,10 +225,17 @@ def test_malformed_http_requests_are_4xx(api: Api, body: bytes, status: int, mes
     assert message in response.text
 
 
-def test_mutations_are_refused(api: Api) -> None:
-    response = api.post("mutation { deleteCustomer(id: 1) }")
+def test_subscriptions_are_refused(api: Api) -> None:
+    response = api.post("subscription { customerChanged }")
     assert response.status_code == 400
-    assert response.text == "this API is read-only: only queries are accepted"
+    assert response.text == "subscriptions are not offered: send a query or a mutation"
+
+
+def test_a_mutation_the_schema_lacks_is_a_validation_error(api: Api) -> None:
+    # decide and recordDecisionOutcome are the only writes (tests/api/test_decide.py)
+    body = api.gql("mutation { deleteCustomer(id: 1) }")
+    assert body["data"] is None
+    assert "Cannot query field 'deleteCustomer' on type 'Mutation'" in body["errors"][0]["message"]
 
 
 def test_non_json_content_type_is_415(api: Api) -> None:

@@ -109,6 +109,18 @@ def test_cost_follows_page_sizes_given_as_variables(api: Api) -> None:
     assert only_error(refused)["extensions"]["budget"] == "nodes"
 
 
+def test_a_list_sized_by_its_own_argument_costs_what_it_asks(
+    make_api: Callable[..., Api], published: Published
+) -> None:
+    # decisions(last:) is sized by `last` (default 5), not by its bound of 50
+    tight = make_api(published, api_max_nodes=400)
+    query = """query($n: Int) { customers(filter: {}, first: 5) { edges { node {
+        decisions(last: $n) { items { sale { id } } } } } } }"""
+    assert "errors" not in tight.gql(query, {"n": 2}, key="channel")
+    refused = tight.gql(query, {"n": 50}, key="channel")
+    assert only_error(refused)["extensions"]["budget"] == "nodes"
+
+
 def test_segment_members_are_one_statement_for_every_segment(api: Api) -> None:
     db = api.state.snapshots.current.db
     api.gql("{ segments { name } }")

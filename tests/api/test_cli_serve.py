@@ -59,9 +59,10 @@ def test_create_key_refuses_duplicates_and_unknown_scopes(tmp_path: Path) -> Non
     assert [s.value for s in load_keys_file(tmp_path / "api_keys.yml").keys[0].scopes] == ["admin"]
     unknown = runner.invoke(app, [*args, "--scopes", "everything", "--replace"])
     assert unknown.exit_code == 2
-    assert "known scopes: profile:read, pii:read, segments:read, metrics:read, admin" in " ".join(
-        unknown.output.split()
-    )
+    assert (
+        "known scopes: profile:read, pii:read, segments:read, metrics:read, decisions:write, "
+        "decisions:read, admin"
+    ) in " ".join(unknown.output.split())
 
 
 def test_serve_refuses_an_invalid_keys_file(tmp_path: Path) -> None:
@@ -71,3 +72,11 @@ def test_serve_refuses_an_invalid_keys_file(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     assert "invalid API keys file" in output
     assert "keys.0.sha256" in output
+
+
+def test_create_key_accepts_the_decision_scopes(tmp_path: Path) -> None:
+    args = ["api-key", "create", "--name", "email", "--home", str(tmp_path)]
+    scopes = "profile:read,segments:read,decisions:write,decisions:read"
+    assert runner.invoke(app, [*args, "--scopes", scopes]).exit_code == 0
+    (entry,) = load_keys_file(tmp_path / "api_keys.yml").keys
+    assert [s.value for s in entry.scopes] == scopes.split(",")

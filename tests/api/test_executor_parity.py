@@ -56,7 +56,7 @@ from api.graphql.executor import (
 )
 from api.graphql.pagination import encode_cursor
 from api.graphql.pii import protect_personal_fields
-from api.graphql.schema import Query
+from api.graphql.schema import Mutation, Query
 from api.main import ApiState, create_app
 from api.settings import ApiSettings
 from tests.support.api_harness import Published, api_settings
@@ -75,6 +75,15 @@ class Case:
     operation_name: str | None = None
 
 
+DECIDE = (
+    "mutation D($c: CustomerRef!, $p: String!, $ch: String!) { decide(customer: $c, "
+    "placement: $p, channel: $ch) { decisionId customerId channel placement policyVersion "
+    "decidedAt expiresAt send reasons theme subject blocks isHoldout "
+    "experiment { experiment arm isHoldout } items { product { id name } sale { id } score "
+    "propensity isWildcard reasons } } }"
+)
+
+
 @dataclass
 class Answer:
     """What one path answered: the response body, or a refusal outside GraphQL."""
@@ -88,6 +97,7 @@ def reference_schema(settings: ApiSettings) -> strawberry.Schema:
     """``build_schema``'s schema run the standard way: limits and masking as extensions."""
     schema = strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         config=StrawberryConfig(disable_field_suggestions=not settings.api_enable_introspection),
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=settings.api_max_tokens),
@@ -125,6 +135,7 @@ class Harness:
             request_id=request_id,
             sealer=self.state.sealer,
             deadline=time.monotonic() + 30,
+            decisions=self.state.decisions,
         )
 
     def variables(self, case: Case) -> dict[str, Any] | None:
@@ -395,6 +406,36 @@ CORPUS: list[Case] = [
     Case("explanation needs admin", EXPLAIN, "pii", {"a": _ref("crm:5"), "b": _ref("crm:6")}),
     Case("unknown segment", '{ segment(name: "nope") { name } }', "segments"),
     Case("unknown segment in a filter", FILTERED, "web", {"filter": {"segment": "nope"}}),
+    # the decision mutations (the second path gets the logged delivery of the first: the
+    # same answer, read back from the decision log)
+    Case("decide", DECIDE, "admin", {"c": {"id": "cus_0002"}, "p": "daily_email", "ch": "web"}),
+    Case(
+        "decide by lookup, masked",
+        DECIDE,
+        "channel",
+        {
+            "c": {"lookup": {"type": "email", "value": "person4@shopmail.com"}},
+            "p": "daily_email",
+            "ch": "email",
+        },
+    ),
+    Case(
+        "decide needs decisions:write",
+        DECIDE,
+        "web",
+        {"c": {"id": "cus_0002"}, "p": "daily_email", "ch": "web"},
+    ),
+    Case(
+        "decide, unknown placement",
+        DECIDE,
+        "admin",
+        {"c": {"id": "cus_0002"}, "p": "nope", "ch": "web"},
+    ),
+    Case(
+        "outcome of an unknown decision",
+        'mutation { recordDecisionOutcome(decisionId: "d_nope", channel: "web", kind: "click") }',
+        "admin",
+    ),
     # refused outside GraphQL (HTTP 400 in the app)
     Case("unknown operation name", "query A { snapshot { snapshotId } }", operation_name="Nope"),
 ]
@@ -503,11 +544,13 @@ def test_difference_several_operations_need_an_operation_name(harness: Harness) 
     assert theirs.body == {"data": {"__typename": "Query"}}
 
 
-def test_difference_only_queries_are_run(harness: Harness) -> None:
-    case = Case("mutation", "mutation { nothing }")
+def test_difference_subscriptions_are_refused(harness: Harness) -> None:
+    """Queries and mutations (decide, recordDecisionOutcome) run; a subscription is a request
+    error, where strawberry's execute reports it as an operation it cannot run."""
+    case = Case("subscription", "subscription { nothing }")
     mine, theirs = harness.both(case)
-    assert mine.refused == "this API is read-only: only queries are accepted"
-    assert theirs.body is not None and theirs.body["data"] is None  # a validation error
+    assert mine.refused == "subscriptions are not offered: send a query or a mutation"
+    assert theirs.body is None or theirs.body["data"] is None
 
 
 # -- what the executor refuses to skip --------------------------------------------------------

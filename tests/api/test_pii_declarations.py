@@ -69,6 +69,8 @@ def test_the_declarations() -> None:
         "Evidence.details": Pii.DETAILS,
         "Event.eventId": Pii.IDENTIFIER,
         "Event.detail": Pii.TEXT,
+        "Decision.subject": Pii.RENDERED,
+        "Decision.blocks": Pii.RENDERED,
     }
 
 
@@ -87,3 +89,23 @@ class OrphanQuery:
 def test_a_personal_field_on_a_type_that_cannot_name_its_owner_fails_the_build() -> None:
     with pytest.raises(SchemaDeclarationError, match=r"Orphan.email .* no pii_owner"):
         protect_personal_fields(strawberry.Schema(query=OrphanQuery))
+
+
+@strawberry.type
+class Message:
+    subject: str | None = strawberry.field(metadata=personal(Pii.RENDERED))
+
+    def pii_owner(self) -> str:
+        return "c1"
+
+
+@strawberry.type
+class MessageQuery:
+    @strawberry.field
+    def message(self) -> Message:
+        return Message(subject="Hi Ada")
+
+
+def test_a_rendered_field_without_its_masked_rendering_fails_the_build() -> None:
+    with pytest.raises(SchemaDeclarationError, match=r"Message.subject .* no 'subject_masked'"):
+        protect_personal_fields(strawberry.Schema(query=MessageQuery))

@@ -7,6 +7,13 @@ who owns it. The world is the session's sample world plus a few canary people wi
 distinctive values (``tests/support/canary.py``); the crawler introspects the schema and
 selects every field of every object type reachable from ``Query``, so a new field is checked
 without editing this file (or the coverage test names it).
+
+Mutations are not crawled, deliberately: the crawler reads, and ``decide`` writes (each call
+logs a decision and may use up a cap). Their answers are covered anyway: the masked key first
+decides for every canary customer (its answers are checked for canaries below), and the
+decisions it logged are what the crawl then reaches through ``Customer.decisions``, the same
+``Decision`` type ``decide`` returns, with every field (the rendered subject and blocks among
+them) selected by both keys.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ from api.security import create_key
 from api.settings import ApiSettings
 from dagster_project.lib.settings import PlatformSettings
 from dagster_project.runner import run_pipeline
+from decisions.policy import load_policy
 from tests.support.api_harness import api_settings
 from tests.support.canary import (
     ALPHA,
@@ -51,9 +59,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 MASKED_KEY = "leak-masked"
 PII_KEY = "leak-pii"
+#: Every scope but pii:read (admin implies it) for the masked key.
 KEY_SCOPES = {
-    MASKED_KEY: ["profile:read", "segments:read"],  # every scope but pii:read (admin implies it)
-    PII_KEY: ["profile:read", "pii:read", "segments:read"],
+    MASKED_KEY: ["profile:read", "segments:read", "decisions:read", "decisions:write"],
+    PII_KEY: ["profile:read", "pii:read", "segments:read", "decisions:read", "decisions:write"],
 }
 
 #: (type, field) pairs the crawler may leave unselected, because it cannot fill their required
@@ -90,6 +99,7 @@ class CanaryWorld:
 
     home: Path
     plan: CanaryPlan
+    as_of: date
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +118,7 @@ def canary_world(
     outcome = run_pipeline(PlatformSettings(home=home, as_of=world_end))
     assert outcome.success, outcome.failures
     plan.resolve(home / "lake" / "identity" / "identity_map.parquet")
-    return CanaryWorld(home=home, plan=plan)
+    return CanaryWorld(home=home, plan=plan, as_of=world_end)
 
 
 @dataclass
@@ -135,7 +145,11 @@ def leak_api(
     keys_file = canary_world.home / "api_keys.yml"
     secrets = {name: create_key(keys_file, name, scopes) for name, scopes in KEY_SCOPES.items()}
     settings = api_settings(
-        canary_world.home, tmp_path_factory.mktemp("pii_leak_api"), api_enable_introspection=True
+        canary_world.home,
+        tmp_path_factory.mktemp("pii_leak_api"),
+        api_enable_introspection=True,
+        # decide on the world's as-of day, when its sales run (periods start at 14:00 UTC)
+        api_now=datetime.combine(canary_world.as_of, time(20), tzinfo=UTC),
     )
     with TestClient(create_app(settings)) as client:
 
@@ -152,6 +166,46 @@ def leak_api(
         yield LeakApi(settings, {name: poster(secret) for name, secret in secrets.items()})
 
 
+DECIDE = """
+mutation Decide($id: ID!, $channel: String!, $placement: String!) {
+  decide(customer: {id: $id}, channel: $channel, placement: $placement) {
+    decisionId send reasons theme subject blocks expiresAt
+    experiment { experiment arm isHoldout }
+    items { product { id name } sale { id title } score propensity isWildcard reasons }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decide call of the masked key and its answer."""
+
+    variables: dict[str, str]
+    status: int
+    text: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self.text) if self.status == 200 else {}
+
+
+@pytest.fixture(scope="module")
+def decided(leak_api: LeakApi, canary_world: CanaryWorld) -> list[Decided]:
+    """The masked key decides for every canary customer on every channel of every placement of
+    the world's policy (so the crawl finds logged decisions, rendered with first names)."""
+    policy = load_policy(canary_world.home / "cdp.yml")
+    post = leak_api.posters[MASKED_KEY]
+    answers = []
+    for customer in sorted(canary_world.plan.customers):
+        for placement, spec in sorted(policy.placements.items()):
+            for channel in spec.channels:
+                variables = {"id": customer, "channel": channel, "placement": placement}
+                response = post(DECIDE, variables)
+                answers.append(Decided(variables, response.status_code, response.text))
+    return answers
+
+
 @dataclass
 class Crawls:
     """Both keys' crawls and the audit log around the masked one."""
@@ -163,7 +217,7 @@ class Crawls:
 
 
 @pytest.fixture(scope="module")
-def crawls(leak_api: LeakApi, canary_world: CanaryWorld) -> Crawls:
+def crawls(leak_api: LeakApi, canary_world: CanaryWorld, decided: list[Decided]) -> Crawls:
     """The pii:read key crawls the lists and the canary customers one leaf field per query (so
     each revealed value is pinned to one field); the masked key then crawls everything."""
     schema = introspect(leak_api.posters[MASKED_KEY])
@@ -246,6 +300,19 @@ def test_the_canary_world_exercises_cross_customer_evidence(canary_world: Canary
     assert (frozenset((alpha, bravo)), "same_phone", False) in between
     # C's CRM record and the family mailbox's own record: refused (two names use the mailbox)
     assert (frozenset((charlie, mailbox)), "same_email", False) in between
+
+
+def test_decide_answers_a_key_without_pii_read_with_no_personal_data(
+    decided: list[Decided], canary_world: CanaryWorld
+) -> None:
+    plan = canary_world.plan
+    assert decided
+    failed = [e.text[:300] for e in decided if e.status != 200 or "errors" in e.body]
+    assert not failed, failed[:3]
+    # the rendered messages are there (masked), so the check below is not vacuous
+    assert any(e.body["data"]["decide"]["items"] for e in decided)
+    leaks = [e.variables for e in decided if plan.find(e.text)]
+    assert not leaks, f"personal data in decide answers to a masked key: {leaks[:3]}"
 
 
 def test_the_crawl_selects_every_field_reachable_from_query(crawls: Crawls) -> None:

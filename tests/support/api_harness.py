@@ -31,6 +31,8 @@ KEY_SCOPES: dict[str, list[str]] = {
     "pii": ["profile:read", "pii:read"],
     "segments": ["segments:read"],
     "web": ["profile:read", "segments:read"],
+    # a channel team's key (email platform, website): decides and reads decisions, masked
+    "channel": ["profile:read", "segments:read", "decisions:write", "decisions:read"],
 }
 
 

@@ -11,6 +11,7 @@ from api.graphql.pagination import decode_cursor, encode_cursor, page_size
 from api.graphql.permissions import requires
 from api.graphql.pii import Pii, personal, personal_fields
 from api.graphql.types.consent import Consent
+from api.graphql.types.decision import MAX_RECENT_DECISIONS, Decision, sale_ids
 from api.graphql.types.event import Event, EventConnection, EventEdge
 from api.graphql.types.identifier import Identifier
 from api.graphql.types.identity import Identity
@@ -25,6 +26,7 @@ from api.graphql.types.provenance import AttributeProvenance
 from api.graphql.types.scalars import DateTime
 from api.graphql.types.segment import CustomerSegment
 from api.graphql.types.traits import CustomerTraits
+from api.lookup import ALIAS_TYPE
 from api.repositories.customers import EventPage
 from api.repositories.database import Row
 from api.security import Scope
@@ -212,6 +214,25 @@ class Customer:
             return []
         rows = await info.context.loaders.recommendations.load(self.row["customer_id"])
         return [Recommendation.from_row(r) for r in rows[:limit]]
+
+    @strawberry.field(
+        description="The customer's last decisions on every channel, newest first (one per "
+        f"channel asked; at most {MAX_RECENT_DECISIONS}): the call center sees what the email "
+        "said (decisions:read).",
+        extensions=requires(Scope.DECISIONS_READ),
+        metadata=list_size(MAX_RECENT_DECISIONS, "last"),
+    )
+    async def decisions(self, info: strawberry.Info, last: int | None = 5) -> list[Decision]:
+        limit = list_limit(5 if last is None else last, MAX_RECENT_DECISIONS, "last")
+        context = info.context
+        customer_id = self.row["customer_id"]
+        identifiers = await context.loaders.identifiers.load(customer_id)
+        ids = [customer_id] + [
+            r["identifier_value"] for r in identifiers if r["identifier_type"] == ALIAS_TYPE
+        ]
+        logged = context.decisions.recent(ids, limit)
+        sales = context.decisions.sales(context.db, context.snapshot, sale_ids(logged))
+        return [Decision.from_decision(d, sales) for d in logged]
 
     @strawberry.field(description="Why these records are one customer.")
     def identity(self) -> Identity:

@@ -22,10 +22,10 @@ RECOMMENDATION_TABLES: Final[tuple[str, ...]] = (
 )
 
 
-def list_limit(first: int, maximum: int) -> int:
+def list_limit(first: int, maximum: int, argument: str = "first") -> int:
     """``first`` checked against 1..maximum (a client error otherwise)."""
     if not 1 <= first <= maximum:
-        raise BadInputError(f"`first` must be between 1 and {maximum}")
+        raise BadInputError(f"`{argument}` must be between 1 and {maximum}")
     return first
 
 
