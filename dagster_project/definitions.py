@@ -4,7 +4,8 @@
 :func:`build_definitions` with its own settings (for ``--as-of``), so both see the same graph:
 ingest -> identity -> dbt (staging, intermediate, marts features) -> customer models -> dbt
 (customer_traits with scores, segments) -> behavioural clusters -> dbt segment models -> serving
-snapshot.
+snapshot -> the daily decision batch; the decision log enters as a source (decision_log -> dbt
+measurement marts -> decision_measurement).
 """
 
 import logging
@@ -14,6 +15,12 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.defs.dbt.assets import build_dbt_assets, dbt_cli_resource
+from dagster_project.defs.decisions.assets import (
+    build_batch_assets,
+    decision_log,
+    decision_measurement,
+    decisions_policy,
+)
 from dagster_project.defs.identity.assets import build_identity_assets, identity_settings
 from dagster_project.defs.identity.checks import build_identity_checks
 from dagster_project.defs.ingest.assets import build_ingest_assets
@@ -58,9 +65,13 @@ def build_definitions(
     except IdentitySettingsError as exc:
         raise ConfigError(str(exc)) from exc
     config = loaded.config
+    policy = decisions_policy(loaded)  # the decisions: section fails here too, naming its key
     ingest_assets = build_ingest_assets(config)
     run_config = run_console_config(log_level)
-    full_refresh_job, daily_full_refresh = build_full_refresh(run_config)
+    # the daily refresh (and its e-mail batch) runs as a decision period starts
+    full_refresh_job, daily_full_refresh = build_full_refresh(
+        run_config, hour=policy.period_start_hour
+    )
     return dg.Definitions(
         assets=[
             *ingest_assets,
@@ -70,6 +81,9 @@ def build_definitions(
             behavioural_clusters,
             recommendations,
             *build_publish_assets(),
+            decision_log,
+            decision_measurement,
+            *build_batch_assets(policy),
         ],
         asset_checks=[
             *build_ingest_checks(config),

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dagster_project.cli.dbt import app as dbt_app
+from dagster_project.cli.decisions import decide, decisions_app
 from dagster_project.cli.identity import app as identity_app
 from dagster_project.cli.logs import terminal_logging
 from dagster_project.cli.serve import api_key_app, serve
@@ -263,3 +264,5 @@ app.add_typer(identity_app, name="identity", help="Resolve and evaluate identiti
 app.add_typer(dbt_app, name="dbt", help="The environment and vars of a hand-run dbt build.")
 app.command()(serve)
 app.add_typer(api_key_app, name="api-key", help="Create and list API keys.")
+app.command()(decide)
+app.add_typer(decisions_app, name="decisions", help="The decision log: export it to the lake.")

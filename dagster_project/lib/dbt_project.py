@@ -35,6 +35,8 @@ BEHAVIOURAL_CLUSTERS_FILE = "behavioural_clusters.parquet"
 #: Folder (under the lake) and file of the customer models' scores (dbt source models.*).
 COMPUTED_MODELS_FOLDER = "_models"
 CUSTOMER_SCORES_FILE = "customer_scores.parquet"
+#: Folder (under the lake) of the decision log's Parquet export (dbt source decisions.*).
+DECISION_LOG_FOLDER = "_decisions"
 
 _IGNORED_DIRS = {"target", "logs", "dbt_packages", "__pycache__"}
 
@@ -109,6 +111,11 @@ def behavioural_clusters_path(workspace: Workspace) -> Path:
 def customer_scores_path(workspace: Workspace) -> Path:
     """Where the customer models asset writes and dbt's ``models`` source reads."""
     return workspace.lake / COMPUTED_MODELS_FOLDER / CUSTOMER_SCORES_FILE
+
+
+def decision_log_dir(workspace: Workspace) -> Path:
+    """Where the decision_log asset exports the log and dbt's ``decisions`` source reads."""
+    return workspace.lake / DECISION_LOG_FOLDER
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from dagster_project.defs.ingest.assets import lake_asset_key
 from dagster_project.defs.ingest.checks import NEW_FILES_CHECK
 from dagster_project.lib.config import ConfigError, load_config
 from dagster_project.lib.settings import PlatformSettings
+from decisions.policy import load_policy
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
@@ -41,7 +42,17 @@ def test_every_source_is_an_asset_and_definitions_validate(settings: PlatformSet
     for source in config.sources:
         assert lake_asset_key(source.name) in keys
     assert defs.resolve_sensor_def("landing_files_sensor") is not None
-    assert defs.resolve_schedule_def("daily_full_refresh").cron_schedule == "0 3 * * *"
+    # the daily refresh runs when a decision period starts (decisions.period_start_hour)
+    hour = load_policy(settings.config_path).period_start_hour
+    assert defs.resolve_schedule_def("daily_full_refresh").cron_schedule == f"0 {hour} * * *"
+
+
+def test_the_daily_refresh_follows_the_decision_period(settings: PlatformSettings) -> None:
+    config = yaml.safe_load(settings.config_path.read_text())
+    config.setdefault("decisions", {})["period_start_hour"] = 9
+    settings.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    defs = build_definitions(settings)
+    assert defs.resolve_schedule_def("daily_full_refresh").cron_schedule == "0 9 * * *"
 
 
 def test_invalid_config_fails_at_start(cdp_home: Path) -> None:
