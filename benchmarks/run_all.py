@@ -39,6 +39,13 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_models.py", ["--persons", "100000"], ["--persons", "5000"]),
     ("bench_snapshot.py", [], ["--persons", "20000", "--lookups", "2000"]),
     ("bench_api.py", [], ["--persons", "20000", "--duration", "10"]),
+    (
+        "bench_decisions.py",
+        ["simulate", "--persons", "10000"],
+        ["simulate", "--persons", "2000"],
+    ),
+    ("bench_decisions.py", ["batch", "--persons", "100000"], ["batch", "--persons", "5000"]),
+    ("bench_decide.py", [], ["--persons", "20000", "--duration", "10", "--repeats", "2"]),
     ("bench_startup.py", [], ["--repeats", "3"]),
 ]
 
