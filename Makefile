@@ -11,7 +11,7 @@ DEMO_SEED ?= 42
 # (the Dagster UI has no login of its own: put it behind one before you do).
 DEMO_HOST ?= 127.0.0.1
 
-.PHONY: venv demo test lint format bench generate run ui keys dbt-build clean
+.PHONY: venv demo test test-all lint format bench generate run ui keys dbt-build clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,14 +34,21 @@ generate: venv
 run: venv
 	$(BIN)/cdp run
 
-# A demo key per use: full access for you, a masked one like a web-personalization channel would get.
+# A demo key per use: full access for you, a masked one like a web-personalization channel would
+# get, and an email platform's (asks for decisions, reports outcomes; masked).
 keys: venv
 	@mkdir -p "$(CDP_HOME)"
 	@if [ ! -f "$(CDP_HOME)/demo_admin.key" ]; then \
 		$(BIN)/cdp api-key create --name demo-admin --replace \
-			--scopes profile:read,pii:read,segments:read,admin --out "$(CDP_HOME)/demo_admin.key" >/dev/null; \
+			--scopes profile:read,pii:read,segments:read,decisions:write,decisions:read,admin \
+			--out "$(CDP_HOME)/demo_admin.key" >/dev/null; \
 		$(BIN)/cdp api-key create --name demo-web --replace \
 			--scopes profile:read,segments:read --out "$(CDP_HOME)/demo_web.key" >/dev/null; \
+	fi
+	@if [ ! -f "$(CDP_HOME)/demo_email.key" ]; then \
+		$(BIN)/cdp api-key create --name demo-email --replace \
+			--scopes profile:read,segments:read,decisions:write,decisions:read \
+			--out "$(CDP_HOME)/demo_email.key" >/dev/null; \
 	fi
 
 ui: venv keys
@@ -50,9 +57,12 @@ ui: venv keys
 	@echo "  GraphQL API:  http://localhost:8000/graphql   health: /health   metrics: /metrics (admin key)"
 	@echo "                key with PII:  $$(cat "$(CDP_HOME)/demo_admin.key")"
 	@echo "                masked key:    $$(cat "$(CDP_HOME)/demo_web.key")"
+	@echo "                email channel: $$(cat "$(CDP_HOME)/demo_email.key")   (decide, recordDecisionOutcome)"
 	@echo "                try: curl -s localhost:8000/graphql -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\" \\"
 	@echo "                       -H 'content-type: application/json' -d '{\"query\":\"{ segments { name size } }\"}'"
 	@echo "                metrics: curl -s localhost:8000/metrics -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\""
+	@echo "  Decisions:    daily email export in $(CDP_HOME)/exports/daily_email/ (one file per day);"
+	@echo "                try: $(BIN)/cdp decide --customer-id ID --channel web   (GraphQL: mutation decide)"
 	@echo "  Listening on: $(DEMO_HOST) only (make demo DEMO_HOST=0.0.0.0 to share)"
 	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""
@@ -78,7 +88,14 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Here the suite skips tests marked slow (full pipelines, simulations), to stay under 15 minutes;
+# CI (CI=true, as .ci/run is called there) and `make test-all` run every test.
+PYTEST_SELECT := $(if $(filter true 1 yes,$(CI)),,-m "not slow")
+
 test: venv lint
+	$(BIN)/pytest $(PYTEST_SELECT)
+
+test-all: venv lint
 	$(BIN)/pytest
 
 # wrk (Debian) is the HTTP load generator of the API benchmark.
