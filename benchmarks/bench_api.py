@@ -245,6 +245,22 @@ _SOURCES: dict[str, str] = {
 }
 
 
+#: wrk's ``done``: one JSON line of latency percentiles and error counts (threads count
+#: responses that are not a GraphQL success in their ``graphql_errors``).
+WRK_REPORT_LUA = """function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("graphql_errors") end
+  io.write(string.format(
+    '{"requests": %d, "duration_s": %.3f, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, '
+    .. '"p999_ms": %.3f, "max_ms": %.3f, "socket_errors": %d, "bad_responses": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
+    latency:percentile(99.9) / 1e3, latency.max / 1e3,
+    summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout, bad))
+end"""
+
+
 def build_synthetic_home(home: Path, persons: int) -> None:
     """A warehouse with every mart the snapshot declares (contract schemas)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -323,18 +339,7 @@ function setup(thread)
   thread:set("offset", math.random(1, n))
   table.insert(threads, thread)
 end
-function done(summary, latency, requests)
-  local bad = 0
-  for _, t in ipairs(threads) do bad = bad + t:get("graphql_errors") end
-  io.write(string.format(
-    '{{"requests": %d, "duration_s": %.3f, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, '
-    .. '"p999_ms": %.3f, "max_ms": %.3f, "socket_errors": %d, "bad_responses": %d}}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
-    latency:percentile(99.9) / 1e3, latency.max / 1e3,
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout, bad))
-end
+{WRK_REPORT_LUA}
 """,
         encoding="utf-8",
     )

@@ -247,18 +247,7 @@ function setup(thread)
   table.insert(threads, thread)
   for _, t in ipairs(threads) do t:set("threads_total", #threads) end
 end
-function done(summary, latency, requests)
-  local bad = 0
-  for _, t in ipairs(threads) do bad = bad + t:get("graphql_errors") end
-  io.write(string.format(
-    '{{"requests": %d, "duration_s": %.3f, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, '
-    .. '"p999_ms": %.3f, "max_ms": %.3f, "socket_errors": %d, "bad_responses": %d}}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
-    latency:percentile(99.9) / 1e3, latency.max / 1e3,
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout, bad))
-end
+{bench_api.WRK_REPORT_LUA}
 """,
         encoding="utf-8",
     )
