@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from decisions.templates import TEMPLATE_VARIABLES, TemplateError, template_variables
 from decisions.types import MESSAGE_CHANNELS, CapRule
@@ -449,18 +450,21 @@ def policy_version(policy: DecisionsPolicy) -> str:
 _KEYED_MESSAGE = re.compile(r"^([A-Za-z0-9_.]+): (.*)$", re.DOTALL)
 
 
+def format_error(error: ErrorDetails, prefix: str = "decisions") -> str:
+    """``key: problem`` with the key in full (``decisions.caps.0.max``), also when a validator
+    names the key below its own (``placements.x.subject: unknown template``)."""
+    message = error["msg"].removeprefix("Value error, ")
+    parts = [prefix, *(str(part) for part in error["loc"])]
+    keyed = _KEYED_MESSAGE.match(message)
+    if keyed and " " not in keyed.group(1):
+        parts.append(keyed.group(1))
+        message = keyed.group(2)
+    return f"{'.'.join(p for p in parts if p)}: {message}"
+
+
 def format_errors(exc: ValidationError, prefix: str = "decisions") -> list[str]:
-    """One ``key: problem`` line per error, the key in full (``decisions.caps.0.max``)."""
-    problems = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        parts = [prefix, *(str(part) for part in error["loc"])]
-        keyed = _KEYED_MESSAGE.match(message)
-        if keyed and " " not in keyed.group(1):
-            parts.append(keyed.group(1))
-            message = keyed.group(2)
-        problems.append(f"{'.'.join(p for p in parts if p)}: {message}")
-    return problems
+    """One ``key: problem`` line per error (see :func:`format_error`)."""
+    return [format_error(error, prefix) for error in exc.errors()]
 
 
 def parse_policy(raw: Any, source: str = "cdp.yml") -> DecisionsPolicy:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from decisions.policy import DecisionsPolicy
+from decisions.policy import DecisionsPolicy, format_error
 from identity import IDENTITY_ATTRIBUTES, ColumnMapping, ColumnRef
 
 
@@ -496,9 +496,6 @@ class LoadedConfig:
         return sorted(p for p in root.glob(glob) if p.is_file())
 
 
-_NESTED_KEY = re.compile(r"([a-z_][a-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*): ")
-
-
 def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
@@ -526,13 +523,10 @@ def load_config(path: Path) -> LoadedConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
+            if error["loc"][:1] == ("decisions",):  # worded as `load_policy` words it
+                problems.append(f"  - {format_error(error, prefix='')}")
+                continue
             message = error["msg"].removeprefix("Value error, ")
-            where = _format_location(error["loc"])
-            # a policy validator that names the key below its own (``placements.x.subject:``)
-            # reads as one path, as `load_policy` prints it: ``decisions.placements.x.subject:``
-            nested = _NESTED_KEY.match(message) if error["loc"][:1] == ("decisions",) else None
-            if nested:
-                where, message = f"{where}.{nested.group(1)}", message[nested.end() :]
-            problems.append(f"  - {where}: {message}")
+            problems.append(f"  - {_format_location(error['loc'])}: {message}")
         raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(problems)) from exc
     return LoadedConfig(path=path, config=config)
