@@ -60,6 +60,7 @@ from decisions.types import (
     DecisionItem,
     Engagement,
     Sale,
+    TriggerItem,
 )
 
 _DAY = 86400.0
@@ -396,6 +397,126 @@ class Engine:
         )
         return decision
 
+    def suppressed_category(self, facts: CustomerFacts, category: str | None, ts: float) -> str:
+        """``suppressed:post_purchase:<category>`` when the customer bought in ``category``
+        within its suppression window before ``ts``; else an empty string."""
+        if not category or not self._suppression:
+            return ""
+        entry = self._suppression.get(_category_key(category))
+        if entry is None:
+            return ""
+        _, display, days = entry
+        for name, bought_at in facts.category_last_purchased_at.items():
+            recent = (ts - bought_at.timestamp()) < days * _DAY
+            if recent and _category_key(name) == _category_key(category):
+                return f"suppressed:post_purchase:{display}"
+        return ""
+
+    def choose_trigger(
+        self,
+        facts: CustomerFacts,
+        placement: str,
+        now: datetime,
+        *,
+        channel: str,
+        trigger: str,
+        items: Sequence[TriggerItem],
+    ) -> Decision:
+        """The decision for a real-time trigger: its items are what fired it (nothing is ranked).
+
+        The rules that protect the customer still hold: the holdout gets no message (so
+        triggers' lift is measurable), and an item of a durable category bought within its
+        suppression window is left out (no "price drop on a TV" the day after a TV). The
+        decision is keyed by (customer, placement, period) like every other: one message per
+        trigger placement and period, whatever fires again within it.
+        """
+        policy = self.policy
+        spec = policy.placement(placement)
+        period_start, expires_at = period_bounds(now, spec, policy.period_start_hour)
+        did = decision_id(facts.customer_id, placement, period_start)
+        experiment, arm = assign(policy, self.assignment_key, facts.assignment_id, placement)
+        is_holdout = experiment is not None and experiment.is_holdout
+        ts = now.timestamp()
+        kept: list[TriggerItem] = []
+        excluded: dict[str, int] = {}
+        for item in items:
+            reason = self.suppressed_category(facts, item.category, ts)
+            if reason:
+                excluded[reason] = excluded.get(reason, 0) + 1
+            elif len(kept) < spec.items:
+                kept.append(item)
+        chosen = tuple(
+            DecisionItem(
+                item.product_id,
+                None,
+                round(_drop_share(item), 4),
+                1.0,
+                False,
+                (f"trigger:{trigger}",),
+            )
+            for item in kept
+        )
+        reasons = [f"trigger:{trigger}"]
+        if experiment is not None and not is_holdout:
+            reasons.append(f"experiment:{experiment.experiment}:{experiment.arm}")
+        send, delivery_reasons = _delivery(reasons, is_holdout, bool(chosen), channel)
+        choice = _Choice(None, chosen, delivery_reasons, excluded)
+        variables = self.trigger_variables(facts, trigger, kept)
+        subject, blocks, subject_masked, blocks_masked = self._render(
+            spec, arm, facts, choice, {}, variables
+        )
+        return Decision(
+            decision_id=did,
+            customer_id=facts.customer_id,
+            channel=channel,
+            placement=placement,
+            policy_version=self.version,
+            decided_at=now,
+            expires_at=expires_at,
+            send=send,
+            reasons=delivery_reasons,
+            theme=None,
+            items=chosen,
+            subject=subject,
+            blocks=blocks,
+            subject_masked=subject_masked,
+            blocks_masked=blocks_masked,
+            experiment=experiment,
+            is_holdout=is_holdout,
+            excluded=excluded,
+        )
+
+    @staticmethod
+    def trigger_variables(
+        facts: CustomerFacts, trigger: str, items: Sequence[TriggerItem]
+    ) -> dict[str, Any]:
+        """Template values of a trigger's message: the customer and the first product."""
+        variables: dict[str, Any] = {
+            "first_name": facts.first_name,
+            "last_name": facts.last_name,
+            "favourite_category": facts.traits.get("favourite_category"),
+            "favourite_brand": facts.traits.get("favourite_brand"),
+            "last_viewed_category": facts.last_viewed_category,
+            "trigger": trigger,
+            "item_count": sum(max(item.quantity, 1) for item in items) or None,
+        }
+        if items:
+            first = items[0]
+            drop = _drop_share(first)
+            variables.update(
+                product_name=first.product_name,
+                product_brand=first.brand,
+                product_category=first.category,
+                top_item_name=first.product_name,
+                top_item_brand=first.brand,
+                top_item_category=first.category,
+                price=_money(first.price),
+                previous_price=_money(first.previous_price),
+                price_drop_percent=round(drop * 100) if drop > 0 else None,
+                discount=round(drop * 100) if drop > 0 else None,
+            )
+        return variables
+
     def _fallback(self, spec: Placement, now: datetime, facts: CustomerFacts) -> _Choice:
         """Non-personalized: the biggest discounts running (what the holdout sees).
 
@@ -678,11 +799,13 @@ class Engine:
         facts: CustomerFacts,
         choice: _Choice,
         context: Mapping[str, Any],
+        variables: Mapping[str, Any] | None = None,
     ) -> tuple[str | None, dict[str, str], str | None, dict[str, str]]:
         subject_name = arm.subject if arm is not None and arm.subject else spec.subject
         if subject_name is None and not spec.blocks:
             return None, {}, None, {}
-        variables = self.variables(facts, choice, context)
+        if variables is None:
+            variables = self.variables(facts, choice, context)
         templates = self.policy.templates
         subject = subject_masked = None
         if subject_name is not None:
@@ -733,6 +856,17 @@ def for_channel(choice: Decision, channel: str) -> Decision:
     """
     send, reasons = _delivery(choice.reasons, choice.is_holdout, bool(choice.items), channel)
     return replace(choice, channel=channel, send=send, reasons=reasons)
+
+
+def _drop_share(item: TriggerItem) -> float:
+    """How much cheaper the item got (0.25 for 25 % off); 0 without both prices."""
+    if item.price is None or not item.previous_price or item.previous_price <= 0:
+        return 0.0
+    return max(0.0, (item.previous_price - item.price) / item.previous_price)
+
+
+def _money(value: float | None) -> str | None:
+    return None if value is None else f"{value:,.2f}"
 
 
 def choose(

@@ -110,7 +110,9 @@ class Placement(_Strict):
     """Where a decision is shown: a daily email, a home-page hero, a call-center panel."""
 
     channels: Channels
-    kind: Literal["message", "display"] = "message"
+    #: message: decided for a period (the daily email); display: shown when asked; trigger:
+    #: sent when a real-time trigger fires (``realtime.triggers``), with the trigger's items
+    kind: Literal["message", "display", "trigger"] = "message"
     items: StrictInt = Field(default=4, ge=1, le=50, description="items per decision")
     wildcard_slots: StrictInt = Field(
         default=1, ge=0, description="items outside the customer's known taste, to learn"
@@ -123,8 +125,22 @@ class Placement(_Strict):
         default_factory=dict, description="block name -> template name (HTML)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trigger_defaults(cls, data: Any) -> Any:
+        # A trigger's items are what fired it (the product whose price fell, the cart): no
+        # wildcards unless asked, and one message per customer per hour by default.
+        if isinstance(data, dict) and data.get("kind") == "trigger":
+            data = {"wildcard_slots": 0, "period": "1h", **data}
+        return data
+
     @model_validator(mode="after")
     def _wildcards_fit(self) -> Placement:
+        if self.kind == "trigger" and self.wildcard_slots:
+            raise ValueError(
+                "wildcard_slots: a trigger placement carries the items that fired it; "
+                "set wildcard_slots: 0"
+            )
         if self.kind == "display":
             messages = [c for c in self.channels if c in MESSAGE_CHANNELS]
             if messages:

@@ -27,7 +27,15 @@ from typing import Any, Protocol
 from decisions.assignment import assign
 from decisions.engine import Catalogue, Engine, decision_id, for_channel, period_bounds
 from decisions.policy import DecisionsPolicy, policy_version
-from decisions.types import MESSAGE_CHANNELS, CapRule, CustomerFacts, Decision, Engagement, Sale
+from decisions.types import (
+    MESSAGE_CHANNELS,
+    CapRule,
+    CustomerFacts,
+    Decision,
+    Engagement,
+    Sale,
+    TriggerItem,
+)
 
 #: How far back the decision log's sends, opens and clicks shape the adaptive frequency cap.
 ENGAGEMENT_LOOKBACK = timedelta(days=90)
@@ -125,12 +133,22 @@ class DecisionService:
             self._engines.popitem(last=False)
         return engine
 
-    def check_request(self, channel: str, placement: str) -> None:
-        """DecisionRequestError unless the placement exists and ``channel`` may ask for it."""
+    def check_request(self, channel: str, placement: str, *, trigger: bool = False) -> None:
+        """DecisionRequestError unless the placement exists and ``channel`` may ask for it.
+
+        Placements of ``kind: trigger`` are decided when a real-time trigger fires (it brings
+        the items), never asked for by a channel; the others never by a trigger.
+        """
         spec = self.policy.placements.get(placement)
         if spec is None:
             known = ", ".join(sorted(self.policy.placements))
             raise DecisionRequestError(f"unknown placement '{placement}' (known: {known})")
+        if (spec.kind == "trigger") != trigger:
+            raise DecisionRequestError(
+                f"placement '{placement}' is sent by the real-time triggers (realtime.triggers)"
+                if spec.kind == "trigger"
+                else f"placement '{placement}' is not a trigger placement (kind: {spec.kind})"
+            )
         if channel not in spec.channels:
             raise DecisionRequestError(
                 f"channel '{channel}' cannot ask for placement '{placement}' "
@@ -211,6 +229,55 @@ class DecisionService:
             if self._frequency_channel(channel):
                 engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
             caps = self.engine(sales).caps_for(channel, facts, engagement)
+        return self.store.deliver(
+            decision,
+            caps=caps,
+            customer_ids=ids,
+            now=now,
+            consent_required=channel in MESSAGE_CHANNELS,
+        )
+
+    def decide_trigger(
+        self,
+        facts: CustomerFacts,
+        channel: str,
+        placement: str,
+        now: datetime,
+        *,
+        trigger: str,
+        items: Sequence[TriggerItem],
+        sales: Catalogue | Sequence[Sale],
+    ) -> Decision:
+        """Decide and log the message a real-time trigger asks for, on one channel.
+
+        The same gates as every message: address and consent (missing means no), a withdrawal
+        in the log, the holdout, post-purchase suppression of the items, and the caps over
+        sliding windows across channels (a trigger's email counts against the daily email's
+        cap and the other way round). Idempotent per (customer, placement, period): a trigger
+        fired again (a replay after a crash, or a second price drop within the period) gets the
+        stored decision and delivery back, so it is never sent twice with different keys.
+        """
+        self.check_request(channel, placement, trigger=True)
+        spec = self.policy.placements[placement]
+        period_start, _ = period_bounds(now, spec, self.policy.period_start_hour)
+        stored = self.store.find_choice(facts.customer_id, placement, period_start)
+        engine = self.engine(sales)
+        if stored is not None:
+            decision = for_channel(stored, channel)
+        else:
+            decision = engine.choose_trigger(
+                facts, placement, now, channel=channel, trigger=trigger, items=items
+            )
+        reason = refusal(facts, channel)
+        if reason is not None:
+            decision = refused(decision, reason)
+        ids = person_ids(facts)
+        caps: list[CapRule] = []
+        if decision.send:
+            engagement = None
+            if self._frequency_channel(channel):
+                engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
+            caps = engine.caps_for(channel, facts, engagement)
         return self.store.deliver(
             decision,
             caps=caps,

@@ -39,6 +39,14 @@ TEMPLATE_VARIABLES: frozenset[str] = PII_VARIABLES | frozenset(
         "top_item_category",
         "discount",
         "sale_title",
+        # real-time triggers (``kind: trigger`` placements): the product that fired it
+        "trigger",
+        "product_name",
+        "product_brand",
+        "product_category",
+        "price",
+        "previous_price",
+        "price_drop_percent",
     }
 )
 

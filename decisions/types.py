@@ -145,3 +145,17 @@ class CapRule:
     channels: frozenset[str]
     max_sends: int
     window_seconds: float
+
+
+@dataclass(frozen=True)
+class TriggerItem:
+    """A product a real-time trigger is about (the one whose price fell, one in the cart)."""
+
+    product_id: str
+    product_name: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    #: the price now (after the change), and before it for a price drop
+    price: float | None = None
+    previous_price: float | None = None
+    quantity: int = 1

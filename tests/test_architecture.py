@@ -63,6 +63,9 @@ def stub_project(tmp_path: Path) -> Path:
         ("decisions", "import api", "Layers"),
         ("snapshots", "import decisions", "Layers"),
         ("decisions", "import strawberry", "decisions is a plain library"),
+        ("decisions", "import events", "Layers"),
+        ("events", "import api", "Layers"),
+        ("events", "import fastapi", "events is a plain library"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from decisions.policy import DecisionsPolicy, format_error
+from events.config import RealtimeConfig, check_against_policy
 from identity import IDENTITY_ATTRIBUTES, ColumnMapping, ColumnRef
 
 
@@ -439,6 +440,15 @@ class CdpConfig(_Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     #: the decision policy; its model lives in the decisions library (the API reads it too)
     decisions: DecisionsPolicy = Field(default_factory=DecisionsPolicy)
+    #: the real-time path: triggers, channel webhooks, intake limits (the events library's)
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+
+    @model_validator(mode="after")
+    def _triggers_fit_the_policy(self) -> CdpConfig:
+        problems = check_against_policy(self.realtime, self.decisions)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> CdpConfig:
@@ -523,8 +533,12 @@ def load_config(path: Path) -> LoadedConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            if error["loc"][:1] == ("decisions",):  # worded as `load_policy` words it
+            if error["loc"][:1] in {("decisions",), ("realtime",)}:  # keys named in full
                 problems.append(f"  - {format_error(error, prefix='')}")
+                continue
+            if not error["loc"] and str(error["msg"]).startswith("Value error, realtime."):
+                for problem in str(error["msg"]).removeprefix("Value error, ").split("; "):
+                    problems.append(f"  - {problem}")
                 continue
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"  - {_format_location(error['loc'])}: {message}")

@@ -119,3 +119,46 @@ def test_invalid_config_names_key_and_problem(tmp_path, mutate, key, problem) ->
     assert str(tmp_path / "cdp.yml") in message
     assert key in message
     assert problem in message
+
+
+REALTIME = {
+    "decisions": {
+        "placements": {
+            "daily_email": {"channels": ["email"], "subject": None},
+            "price_drop": {"channels": ["email"], "kind": "trigger", "items": 1},
+        },
+        "templates": {},
+        "caps": [],
+    },
+    "realtime": {
+        "triggers": [
+            {"name": "drop", "kind": "price_drop_on_viewed", "placement": "price_drop"},
+            {"name": "cart", "kind": "cart_abandoned", "placement": "price_drop"},
+        ],
+        "channels": {"email": {"url": "http://127.0.0.1:8025/hooks/email"}},
+    },
+}
+
+
+def test_realtime_section_is_read_and_checked_against_the_policy(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, {**VALID, **REALTIME}))
+    assert [t.name for t in loaded.config.realtime.triggers] == ["drop", "cart"]
+
+    wrong = yaml.safe_load(yaml.safe_dump({**VALID, **REALTIME}))
+    wrong["realtime"]["triggers"][0]["placement"] = "daily_email"
+    wrong["realtime"]["triggers"][1]["channels"] = ["sms"]
+    wrong["realtime"]["channels"]["email"]["url"] = "ftp://x"
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, wrong))
+    message = str(error.value)
+    assert "realtime.channels.email.url: 'ftp://x' is not an http(s) URL" in message
+
+    del wrong["realtime"]["channels"]
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, wrong))
+    message = str(error.value)
+    assert (
+        "realtime.triggers.0.placement: 'daily_email' is not a decisions placement of kind: "
+        in (message)
+    )
+    assert "realtime.triggers.1.channels: placement 'price_drop' does not send on 'sms'" in message
