@@ -1,4 +1,4 @@
-"""The FastAPI application: ``/graphql``, ``/health`` and ``/metrics``.
+"""The FastAPI application: ``/graphql``, the event intake ``/v1/*``, ``/health``, ``/metrics``.
 
 ``create_app`` builds everything from settings (no globals), so tests make as many apps as they
 like and ``uvicorn --factory api.main:create_app`` gives each worker its own. The lifespan loads
@@ -23,11 +23,15 @@ from api.graphql.context import Limits
 from api.graphql.executor import OperationExecutor
 from api.graphql.schema import build_schema
 from api.graphql.view import NO_STORE, GraphQLDispatch, GraphQLView
+from api.intake import Intake, IntakeDispatch
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.sealing import Sealer, load_or_create_secret
 from api.security import AuditLog, KeyStore, Scope, presented_key
 from api.settings import ApiSettings
 from api.snapshot import Snapshot, SnapshotManager
+from events.config import load_realtime
+from events.log import SqliteEventLog
+from events.write_keys import WriteKeyStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,22 @@ class ApiState:
         )
         self.schema = build_schema(settings)
         self.executor = OperationExecutor(self.schema, settings, self.metrics, self.audit)
+        # The event intake: limits and identifier types from cdp.yml's realtime section (an
+        # invalid one stops the app here, naming the key); the log opens in the lifespan.
+        realtime, _policy = load_realtime(settings.config_path)
+        self.intake = Intake(WriteKeyStore(settings.write_keys_path), realtime, self.metrics.intake)
+
+    def open_event_log(self) -> None:
+        """Open the event log the intake appends to (in the lifespan)."""
+        self.intake.log = SqliteEventLog(
+            self.settings.event_log_path, on_commit=self.metrics.intake.observe_commit
+        )
+
+    def close_event_log(self) -> None:
+        """Commit what is queued and close the log (on shutdown)."""
+        log, self.intake.log = self.intake.log, None
+        if log is not None:
+            log.close()
 
     def _switched(self, snapshot: Snapshot) -> None:
         self.metrics.snapshot_switched(snapshot)
@@ -60,6 +80,7 @@ class ApiState:
         """Follow CURRENT and the keys file (called by the poller, in a thread)."""
         self.snapshots.refresh()
         self.keys.reload_if_changed()
+        self.intake.keys.reload_if_changed()
 
     async def poll(self, stop: asyncio.Event) -> None:
         """Refresh every poll interval until ``stop`` is set."""
@@ -90,6 +111,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             # (naming the key) fails the start rather than admitting nobody in silence.
             state.decisions.check(state.snapshots.current)
         state.decisions.open()
+        await asyncio.to_thread(state.open_event_log)
+        if state.intake.keys.is_empty:
+            logger.warning(
+                "no write keys in %s: the event intake (/v1/*) refuses every event; create one "
+                "with `cdp write-key create --name NAME`",
+                settings.write_keys_path,
+            )
         if state.keys.is_empty:
             logger.warning(
                 "no API keys in %s: every request gets 401; create one with "
@@ -110,6 +138,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             state.snapshots.close()
             state.audit.close()
             state.decisions.close()
+            await asyncio.to_thread(state.close_event_log)
 
     graphql = GraphQLView(
         state.schema,
@@ -176,7 +205,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         body, content_type = state.metrics.render()
         return Response(content=body, media_type=content_type, headers=NO_STORE)
 
-    # Added last = outermost: metrics see every request, /graphql skips FastAPI's routing.
+    # Added last = outermost: metrics see every request, /graphql and the intake's /v1/...
+    # skip FastAPI's routing.
+    app.add_middleware(IntakeDispatch, intake=state.intake)
     app.add_middleware(GraphQLDispatch, view=graphql)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -49,7 +49,24 @@ MAX_OPERATION_LABELS: Final[int] = 200
 #: Distinct decision reasons kept per process before new ones are counted as "other".
 MAX_REASON_LABELS: Final[int] = 200
 _LABEL: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z_][A-Za-z0-9_,]{0,99}$")
-KNOWN_PATHS: Final[frozenset[str]] = frozenset({"/graphql", "/health", "/metrics"})
+#: The intake's Segment endpoints (api/intake.py), counted by path like the others.
+INTAKE_PATHS: Final[frozenset[str]] = frozenset(
+    {
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/alias",
+        "/v1/group",
+        "/v1/batch",
+        "/v1/import",
+    }
+)
+KNOWN_PATHS: Final[frozenset[str]] = frozenset({"/graphql", "/health", "/metrics"}) | INTAKE_PATHS
+#: Commits group appends (requests); buckets for how many one commit acknowledges.
+GROUP_SIZE_BUCKETS: Final[tuple[float, ...]] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+#: Most distinct sources (write key names) labelled per process; more are counted as "other".
+MAX_SOURCE_LABELS: Final[int] = 100
 
 
 def multiprocess_dir() -> str | None:
@@ -86,6 +103,89 @@ class SnapshotCollector(Collector):
             )
             age.add_metric([], snapshot.age_seconds())
             yield age
+
+
+class IntakeMetrics:
+    """The event intake's instruments: accepted, duplicate and failed events, refused requests,
+    and the log's grouped commits (latency and appends per commit)."""
+
+    def __init__(self, target: CollectorRegistry | None) -> None:
+        self.events = Counter(
+            "cdp_intake_events",
+            "Events accepted into the event log, by source (write key name) and kind.",
+            ["source", "kind"],
+            registry=target,
+        )
+        self.duplicates = Counter(
+            "cdp_intake_duplicates",
+            "Events acknowledged as duplicates (messageId already logged with that payload).",
+            ["source"],
+            registry=target,
+        )
+        self.failed = Counter(
+            "cdp_intake_failed_events",
+            "Input kept as failed events, by reason (invalid_json, event_too_large, ...).",
+            ["reason"],
+            registry=target,
+        )
+        self.unauthorized = Counter(
+            "cdp_intake_unauthorized_requests",
+            "Intake requests refused for a missing, wrong or revoked write key.",
+            registry=target,
+        )
+        self.commit_latency = Histogram(
+            "cdp_intake_commit_duration_seconds",
+            "Time of one grouped commit of the event log (BEGIN IMMEDIATE to durable COMMIT).",
+            buckets=LATENCY_BUCKETS,
+            registry=target,
+        )
+        self.group_size = Histogram(
+            "cdp_intake_commit_group_size",
+            "Appends (requests) acknowledged by one commit of the event log.",
+            buckets=GROUP_SIZE_BUCKETS,
+            registry=target,
+        )
+        self._event_children: dict[tuple[str, str], Any] = {}
+        self._duplicate_children: dict[str, Any] = {}
+        self._failed_children: dict[str, Any] = {}
+        self._sources: set[str] = set()
+
+    def _source(self, source: str) -> str:
+        if source in self._sources:
+            return source
+        if len(self._sources) >= MAX_SOURCE_LABELS:
+            return "other"
+        self._sources.add(source)
+        return source
+
+    def accepted(self, source: str, kind: str, count: int = 1) -> None:
+        """Count events stored."""
+        child = self._event_children.get((source, kind))
+        if child is None:
+            child = self.events.labels(self._source(source), kind)
+            self._event_children[(source, kind)] = child
+        child.inc(count)
+
+    def duplicate(self, source: str, count: int = 1) -> None:
+        """Count events acknowledged as duplicates."""
+        child = self._duplicate_children.get(source)
+        if child is None:
+            child = self.duplicates.labels(self._source(source))
+            self._duplicate_children[source] = child
+        child.inc(count)
+
+    def failure(self, reason: str, count: int = 1) -> None:
+        """Count kept failed events (reasons are a fixed vocabulary, events.intake.REASONS)."""
+        child = self._failed_children.get(reason)
+        if child is None:
+            child = self.failed.labels(reason[:64])
+            self._failed_children[reason] = child
+        child.inc(count)
+
+    def observe_commit(self, appends: int, _events: int, seconds: float) -> None:
+        """The event log's commit observer (called from its writer thread)."""
+        self.commit_latency.observe(seconds)
+        self.group_size.observe(appends)
 
 
 class ApiMetrics:
@@ -139,6 +239,7 @@ class ApiMetrics:
             "Times this process switched to a newly published snapshot.",
             registry=target,
         )
+        self.intake = IntakeMetrics(target)
         # the connections cdp serve's transport closed (api/transport.py), single process
         register_metrics(self.registry)
         self._labels: set[str] = set()

@@ -106,6 +106,16 @@ class ApiSettings(BaseSettings):
         return self.home / "secrets" / "api_secret"
 
     @property
+    def write_keys_path(self) -> Path:
+        """The event intake's write keys (hashed), one per source."""
+        return self.home / "write_keys.yml"
+
+    @property
+    def event_log_path(self) -> Path:
+        """The event log the intake appends to."""
+        return self.home / "events" / "log.sqlite"
+
+    @property
     def audit_dir(self) -> Path:
         """Where PII reads are logged as JSON lines."""
         return self.api_audit_dir if self.api_audit_dir is not None else self.home / "audit"

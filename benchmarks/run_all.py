@@ -47,6 +47,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_decisions.py", ["batch", "--persons", "100000"], ["batch", "--persons", "5000"]),
     ("bench_decide.py", [], ["--persons", "20000", "--duration", "10", "--repeats", "2"]),
     ("bench_startup.py", [], ["--repeats", "3"]),
+    ("bench_intake.py", [], ["--duration", "5"]),
 ]
 
 

@@ -45,6 +45,7 @@ def serve(
     from api.settings import ApiSettings
     from api.transport import TransportSettings, protocol_factory, settings_error
     from decisions.policy import PolicyError
+    from events.config import RealtimeConfigError, load_realtime
 
     os.environ.update(_settings_env(home))
     settings = ApiSettings()
@@ -65,7 +66,9 @@ def serve(
         # the decision policy's shape, here with a readable message; its segment and trait
         # names are checked against the snapshot when each worker starts
         read_policy(settings)
-    except PolicyError as exc:
+        # the realtime section (intake limits, identifier types), checked against the policy
+        load_realtime(settings.config_path)
+    except (PolicyError, RealtimeConfigError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     if not keys.keys:
@@ -82,6 +85,10 @@ def serve(
     console.print(
         f"GraphQL API on http://{host}:{port}/graphql  (health: /health, metrics: /metrics, "
         f"{workers} worker(s), snapshots from {settings.serving_dir})"
+    )
+    console.print(
+        f"event intake (Segment HTTP API) on http://{host}:{port}/v1/track|identify|page|batch "
+        f"into {settings.event_log_path}"
     )
     console.print(
         f"limits per connection: headers in {transport.header_timeout_seconds:g}s "
