@@ -12,5 +12,6 @@ the log into the lake so the batch graph sees the same events.
 - ``state``/``live``/``resolve``/``triggers``/``processor``: the stream processor and the live
   profile it keeps, one transaction per batch together with its offset;
 - ``outbox``/``delivery``/``signing``: signed, retried, dead-lettered webhook delivery;
+  ``receiver``: the reference webhook receiver the demo runs (a real channel replaces it);
 - ``fold``: the log as landing files of ordinary sources, exactly once.
 """

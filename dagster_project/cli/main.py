@@ -21,8 +21,11 @@ from rich.table import Table
 from dagster_project.cli.dbt import app as dbt_app
 from dagster_project.cli.decisions import decide, decisions_app
 from dagster_project.cli.identity import app as identity_app
+from dagster_project.cli.intake import events_app, write_key_app
 from dagster_project.cli.logs import terminal_logging
+from dagster_project.cli.outbox import outbox_app, webhook_receiver
 from dagster_project.cli.serve import api_key_app, serve
+from dagster_project.cli.stream import stream
 from dagster_project.lib.config import ConfigError, IngestLimits, load_config
 from dagster_project.lib.logs import LOG_LEVEL_VARIABLE, chosen_log_level
 from dagster_project.lib.settings import PlatformSettings
@@ -264,5 +267,10 @@ app.add_typer(identity_app, name="identity", help="Resolve and evaluate identiti
 app.add_typer(dbt_app, name="dbt", help="The environment and vars of a hand-run dbt build.")
 app.command()(serve)
 app.add_typer(api_key_app, name="api-key", help="Create and list API keys.")
+app.add_typer(write_key_app, name="write-key", help="Event intake write keys, one per source.")
+app.add_typer(events_app, name="events", help="The event log: status and failed events.")
 app.command()(decide)
 app.add_typer(decisions_app, name="decisions", help="The decision log: export it to the lake.")
+app.add_typer(outbox_app, name="outbox", help="Trigger messages: status, dead letters, replay.")
+app.command("webhook-receiver")(webhook_receiver)
+app.command()(stream)
