@@ -12,12 +12,29 @@ Rules (issue 3, item 6):
   on the same input gives the same ids even without previous state; a collision with any id or
   alias ever issued is resolved by rehashing with a counter.
 
-Every event goes to ``customer_id_history`` with the run, the time and a cause.
+Claims (issue 14): the real-time path gives an unknown person a *provisional* id at once and
+says which identifiers (type, normalized value) it was given for. The batch run reconciles:
+
+- a claim goes to the cluster with the most records holding one of its identifiers (ties: the
+  cluster with the smallest record uid); a claim whose identifiers no record holds, or whose id
+  was ever issued before (a previous run already settled it), is ignored;
+- a cluster that inherits no previous id keeps its oldest claim (linked first; ties: more
+  records, then the smaller id) instead of a new id (``provisional``, not ``created``/``split``);
+  its other claims become aliases of it (``provisional_merged``);
+- a cluster that inherits a previous id keeps it, as above, and every claim becomes an alias
+  of it (``provisional_merged``): live data and decisions logged under the provisional id follow
+  the person, since aliases are how merged ids are served;
+- every claimed id is reserved, so no new id can ever take one (a claim not yet matched may be
+  kept by a later run).
+
+Without claims nothing changes. Every event goes to ``customer_id_history`` with the run, the
+time and a cause.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,9 +44,25 @@ import numpy as np
 import pandas as pd
 
 from identity._frames import empty_frame
-from identity.vocabulary import ALIAS_SCHEMA, HISTORY_SCHEMA
+from identity.vocabulary import ALIAS_SCHEMA, BIRTH_EVENT_TYPES, HISTORY_SCHEMA
 
 CUSTOMER_ID_PREFIX: Final[str] = "cus_"
+#: What a customer id looks like (``new_customer_id``; the real-time path issues the same form).
+CUSTOMER_ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^cus_[0-9a-f]{16}$")
+#: Columns of a claims frame: a provisional id, one identifier it holds, when it was linked
+#: (``linked_at`` may be missing or null: such a claim ranks after dated ones).
+CLAIM_COLUMNS: Final[tuple[str, ...]] = (
+    "customer_id",
+    "identifier_type",
+    "identifier_value",
+    "linked_at",
+)
+#: The record identifiers claims are matched against (normalized, as identity's rules use them).
+RECORD_IDENTIFIER_COLUMNS: Final[tuple[str, ...]] = (
+    "record_uid",
+    "identifier_type",
+    "identifier_value",
+)
 
 
 def empty_history() -> pd.DataFrame:
@@ -53,7 +86,7 @@ class PreviousState:
     def created_at(self) -> dict[str, pd.Timestamp]:
         """When each customer id was first issued (from the history)."""
         events = _objects(self.history["event_type"])
-        born = self.history[np.isin(events, ["created", "split"])]
+        born = self.history[np.isin(events, list(BIRTH_EVENT_TYPES))]
         if born.empty:
             return {}
         first = (
@@ -141,6 +174,113 @@ def _events(
     )
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """One provisional id won by a cluster: when it was linked and how many records back it."""
+
+    customer_id: str
+    linked_at: pd.Timestamp
+    records: int
+
+
+_NEVER: Final[pd.Timestamp] = pd.Timestamp.max.tz_localize("UTC")
+
+
+def _text_or_none(values: pd.Series) -> list[str | None]:
+    """Stripped strings, None for null or empty (claims come from another process's file)."""
+    out: list[str | None] = []
+    for value in values.tolist():
+        text = None if value is None or pd.isna(value) else str(value).strip()
+        out.append(text or None)
+    return out
+
+
+def _claims_by_cluster(
+    claims: pd.DataFrame | None,
+    record_identifiers: pd.DataFrame | None,
+    clusters: pd.DataFrame,
+    anchors: pd.Series,
+    taken: set[str],
+    stats: dict[str, Any],
+) -> tuple[dict[int, list[_Claim]], set[str]]:
+    """Which cluster wins each claim (most records holding its identifiers; ties: smallest
+    record uid), each cluster's claims ranked oldest first, and every well-formed claimed id.
+
+    Malformed rows (an id not shaped like a customer id, no identifier) are counted in
+    ``claims_invalid``; claims on ids issued before and claims no record supports are counted
+    and ignored.
+    """
+    if claims is None or claims.empty:
+        return {}, set()
+    missing = [c for c in CLAIM_COLUMNS[:3] if c not in claims]
+    if missing:
+        raise ValueError(f"claims need columns {list(CLAIM_COLUMNS[:3])}; missing {missing}")
+    linked = (
+        pd.to_datetime(claims["linked_at"], utc=True)
+        if "linked_at" in claims
+        else pd.Series(pd.NaT, index=claims.index, dtype="datetime64[us, UTC]")
+    )
+    frame = pd.DataFrame(
+        {
+            "claim_id": np.array(_text_or_none(claims["customer_id"]), dtype=object),
+            "identifier_type": np.array(_text_or_none(claims["identifier_type"]), dtype=object),
+            "identifier_value": np.array(_text_or_none(claims["identifier_value"]), dtype=object),
+            "linked_at": linked.reset_index(drop=True),
+        }
+    )
+    valid = (
+        frame["identifier_type"].notna()
+        & frame["identifier_value"].notna()
+        & np.array(
+            [bool(c and CUSTOMER_ID_PATTERN.match(c)) for c in frame["claim_id"]], dtype=bool
+        )
+    )
+    stats["claims_invalid"] = int((~valid).sum())
+    frame = frame[valid]
+    claimed_ids = set(frame["claim_id"].tolist())
+    issued = claimed_ids & taken
+    stats["claims"] = len(claimed_ids)
+    stats["claims_already_issued"] = len(issued)
+    frame = frame[~frame["claim_id"].isin(issued)]
+    if frame.empty or record_identifiers is None or record_identifiers.empty:
+        stats["claims_unmatched"] = int(frame["claim_id"].nunique())
+        return {}, claimed_ids
+    held = pd.DataFrame(
+        {column: _objects(record_identifiers[column]) for column in RECORD_IDENTIFIER_COLUMNS}
+    )
+    holders = frame[["claim_id", "identifier_type", "identifier_value"]].merge(
+        held, on=["identifier_type", "identifier_value"]
+    )[["claim_id", "record_uid"]]
+    # only the clusters of records holding a claimed value: a few among millions
+    members = clusters[clusters["record_uid"].isin(set(holders["record_uid"].tolist()))]
+    members = members.assign(record_uid=_objects(members["record_uid"]))
+    support = (
+        holders.merge(members, on="record_uid")[["claim_id", "cluster", "record_uid"]]
+        .drop_duplicates()
+        .groupby(["claim_id", "cluster"])
+        .size()
+        .rename("records")
+        .reset_index()
+    )
+    support["anchor"] = anchors.reindex(support["cluster"]).to_numpy()
+    winners = support.sort_values(
+        ["claim_id", "records", "anchor"], ascending=[True, False, True]
+    ).drop_duplicates("claim_id")
+    stats["claims_unmatched"] = int(frame["claim_id"].nunique()) - len(winners)
+    born = frame.groupby("claim_id")["linked_at"].min()
+    by_cluster: dict[int, list[_Claim]] = {}
+    for claim_id, cluster, records in zip(
+        winners["claim_id"], winners["cluster"], winners["records"], strict=True
+    ):
+        linked_at = born.get(claim_id)
+        by_cluster.setdefault(int(cluster), []).append(
+            _Claim(str(claim_id), _NEVER if pd.isna(linked_at) else linked_at, int(records))
+        )
+    for ranked in by_cluster.values():
+        ranked.sort(key=lambda c: (c.linked_at, -c.records, c.customer_id))
+    return by_cluster, claimed_ids
+
+
 def assign_customer_ids(
     clusters: pd.DataFrame,
     previous: PreviousState | None,
@@ -150,11 +290,19 @@ def assign_customer_ids(
     now: datetime,
     merge_causes: Mapping[int, str] | None = None,
     split_causes: Mapping[int, str] | None = None,
+    claims: pd.DataFrame | None = None,
+    record_identifiers: pd.DataFrame | None = None,
 ) -> IdAssignment:
     """Give every cluster a customer id, inheriting previous ids where records overlap.
 
     ``clusters`` has ``record_uid`` and ``cluster`` (any integer label). ``merge_causes`` /
     ``split_causes`` map a cluster label to a human-readable cause for history events.
+    ``claims`` (:data:`CLAIM_COLUMNS`) are the real-time path's provisional ids, matched to
+    clusters through ``record_identifiers`` (:data:`RECORD_IDENTIFIER_COLUMNS`, values
+    normalized as the claims' are); see the module docstring for who keeps which id.
+
+    Raises:
+        ValueError: ``claims`` lacks one of its columns.
     """
     merge_causes = merge_causes or {}
     split_causes = split_causes or {}
@@ -170,10 +318,19 @@ def assign_customer_ids(
         "merged": 0,
         "split": 0,
         "retired": 0,
+        "provisional": 0,
+        "provisional_merged": 0,
+        "claims": 0,
+        "claims_invalid": 0,
+        "claims_already_issued": 0,
+        "claims_unmatched": 0,
         "previous_customers": 0,
         "previous_ids_kept": 0,
         "previous_records_same_id": None,
     }
+    claimed, claimed_ids = _claims_by_cluster(
+        claims, record_identifiers, clusters, anchors, taken, stats
+    )
     prev_map = (
         previous.identity_map[["record_uid", "customer_id"]].drop_duplicates("record_uid")
         if previous is not None and not previous.identity_map.empty
@@ -233,6 +390,28 @@ def assign_customer_ids(
         stats["retired"] = len(retired)
     else:
         origin_of = {}
+
+    # claims: a cluster without an inherited id keeps its oldest claim; the others are aliases
+    taken |= claimed_ids
+    for cluster in sorted(claimed):
+        ranked = claimed[cluster]
+        keeper = cluster_to_id.get(cluster)
+        if keeper is None:
+            keeper = ranked[0].customer_id
+            ranked = ranked[1:]
+            cluster_to_id[cluster] = keeper
+            origin = origin_of.get(cluster)
+            cause = "real-time provisional customer kept its id"
+            if origin is not None:
+                split_cause = split_causes.get(cluster, "evidence no longer links these records")
+                cause = f"{cause}; split off: {split_cause}"
+            event_rows.append(("provisional", keeper, origin, cause))
+            stats["provisional"] += 1
+        for claim in ranked:
+            cause = "real-time provisional customer found to be this customer"
+            event_rows.append(("provisional_merged", keeper, claim.customer_id, cause))
+            new_aliases.append((claim.customer_id, keeper, cause))
+            stats["provisional_merged"] += 1
 
     anchor_of = dict(zip(anchors.index.tolist(), anchors.astype("str").tolist(), strict=True))
     missing = [c for c in anchor_of if c not in cluster_to_id]

@@ -29,6 +29,8 @@ from identity.comparisons import MIN_COMPARED_ATTRIBUTES
 from identity.diagnostics import MODEL_OFF, MODEL_REUSED, MODEL_SKIPPED, MODEL_TRAINED
 from identity.graph import ClusterResult, SplitEvent, resolve_clusters
 from identity.ids import (
+    CLAIM_COLUMNS,
+    RECORD_IDENTIFIER_COLUMNS,
     IdAssignment,
     PreviousState,
     assign_customer_ids,
@@ -124,11 +126,15 @@ def resolve(
     run_id: str,
     now: datetime,
     progress: Progress | None = None,
+    claims: pd.DataFrame | None = None,
 ) -> Resolution:
     """Resolve raw records (see ``collect_records``) into customers.
 
     ``model`` is reused when given; otherwise one is trained when ``train`` is true and enough
     records carry attributes to compare. ``previous`` makes customer ids stable across runs.
+    ``claims`` (see ``read_provisional_claims``) are the real-time path's provisional ids: a
+    new customer holding a claimed identifier keeps the provisional id, an existing one takes
+    it as an alias (``identity.ids``).
 
     When too few records carry attributes to compare, the model is skipped and customers
     come from deterministic links alone; ``stats["model"]`` says so (``status``, ``skipped``).
@@ -207,6 +213,7 @@ def resolve(
 
     done = _timed(seconds, "ids", progress, cpu_seconds)
     merge_causes, split_causes = _causes(clustered, previous)
+    claims = _normalized_claims(claims, normalizer)
     assignment = assign_customer_ids(
         clustered.clusters,
         previous,
@@ -215,6 +222,8 @@ def resolve(
         now=now,
         merge_causes=merge_causes,
         split_causes=split_causes,
+        claims=claims,
+        record_identifiers=_claimed_identifiers(rules, claims),
     )
     done()
 
@@ -426,6 +435,56 @@ def _identity_map(
     return frame.reset_index(drop=True)
 
 
+def _normalized_claims(claims: pd.DataFrame | None, normalizer: Normalizer) -> pd.DataFrame | None:
+    """Claim values normalized as the records' identifiers are (idempotent on values the
+    real-time path already normalized); a junk or unreadable value becomes null, so the claim
+    row is counted as invalid rather than dropped unseen."""
+    if claims is None or claims.empty:
+        return claims
+    missing = [c for c in CLAIM_COLUMNS[:3] if c not in claims]
+    if missing:
+        raise ValueError(f"claims need columns {list(CLAIM_COLUMNS[:3])}; missing {missing}")
+    claims = claims.reset_index(drop=True)
+    rows = pd.DataFrame(
+        {
+            "record_uid": pd.Series(range(len(claims))).astype("str"),
+            "identifier_type": claims["identifier_type"].astype("str"),
+            "identifier_value": claims["identifier_value"],
+        }
+    )
+    clean = normalize_identifiers(rows, normalizer)
+    value_of = dict(
+        zip(clean["record_uid"].astype(int), clean["identifier_value"].astype(str), strict=True)
+    )
+    values = [value_of.get(i) for i in range(len(claims))]
+    return claims.assign(identifier_value=pd.Series(values, dtype=object))
+
+
+def _claimed_identifiers(rules: RuleResult, claims: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The records' identifiers a claim can be matched on: values some claim holds, neither a
+    shared device's (not that person's) nor weak (a household phone is nobody's key)."""
+    long = rules.identifiers
+    if claims is None or claims.empty or long is None or long.num_rows == 0:
+        return None
+    wanted = sorted({str(v) for v in claims["identifier_value"].dropna().tolist()})
+    value_type = long.schema.field("identifier_value").type
+    chosen = long.filter(
+        pc.and_(
+            pc.is_in(long["identifier_value"], value_set=pa.array(wanted, value_type)),
+            pc.invert(pc.fill_null(long["is_ambiguous"], False)),
+        )
+    ).select(list(RECORD_IDENTIFIER_COLUMNS))
+    held = chosen.to_pandas().astype("str")
+    weak = rules.weak_values
+    if held.empty or weak is None or weak.empty:
+        return held
+    keys = ["identifier_type", "identifier_value"]
+    flagged = held.merge(
+        weak[keys].astype("str").drop_duplicates(), on=keys, how="left", indicator=True
+    )
+    return flagged[flagged["_merge"] == "left_only"][list(RECORD_IDENTIFIER_COLUMNS)]
+
+
 def _unique_values(rules: RuleResult, settings: IdentitySettings) -> pd.DataFrame:
     """Values of the unique identifier types per record (not those of shared devices)."""
     long = rules.identifiers
@@ -614,6 +673,39 @@ def read_previous_state(folder: Path) -> PreviousState | None:
         else empty_history()
     )
     return PreviousState(identity_map=identity_map, aliases=aliases, history=history)
+
+
+def read_provisional_claims(path: Path, as_of: datetime | None = None) -> pd.DataFrame | None:
+    """The real-time path's provisional customers (``PROVISIONAL_CUSTOMERS_FILE``) as claims
+    for ``resolve``; None when the file does not exist (no event was ever processed).
+
+    With ``as_of``, claims linked after it are left out, as every other input is.
+
+    Raises:
+        ValueError: the file is unreadable or lacks a column (the message names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ValueError(
+            f"{path}: unreadable provisional customers ({exc}); re-run the real-time fold "
+            "that writes it, or delete the file to resolve without claims"
+        ) from exc
+    missing = [c for c in CLAIM_COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(
+            f"{path}: provisional customers need columns {list(CLAIM_COLUMNS)}; missing {missing}"
+        )
+    frame = frame[list(CLAIM_COLUMNS)].copy()
+    frame["linked_at"] = pd.to_datetime(frame["linked_at"], utc=True)
+    if as_of is not None:
+        cutoff = pd.Timestamp(as_of)
+        cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
+        frame = frame[~(frame["linked_at"] > cutoff)]
+    return frame.reset_index(drop=True)
 
 
 def read_saved_model(folder: Path) -> TrainedModel | None:

@@ -134,7 +134,22 @@ EDGE_COLUMNS: Final[tuple[str, ...]] = tuple(EDGE_SCHEMA)[:8]
 #: Evidence plus the guards' verdict (the graph's input).
 AUDITED_EDGE_COLUMNS: Final[tuple[str, ...]] = (*EDGE_COLUMNS, "is_accepted", "rejected_reason")
 
-#: customer_id_history: created / merged / split / retired events.
+#: customer_id_history's event types. ``provisional``: a cluster kept the id the real-time path
+#: gave an unknown person (instead of ``created``/``split``); ``provisional_merged``: a real-time
+#: provisional id became an alias of a customer that already had an id (apart from ``merged``,
+#: which counts batch ids joining, the churn an operator watches).
+HISTORY_EVENT_TYPES: Final[tuple[str, ...]] = (
+    "created",
+    "split",
+    "provisional",
+    "merged",
+    "provisional_merged",
+    "retired",
+)
+#: Events that issue an id: its creation time ranks it on a merge (the oldest id stays).
+BIRTH_EVENT_TYPES: Final[tuple[str, ...]] = ("created", "split", "provisional")
+
+#: customer_id_history: one row per event of :data:`HISTORY_EVENT_TYPES`.
 HISTORY_SCHEMA: Final[Schema] = _schema(
     ("occurred_at", "timestamptz"),
     ("run_id", "varchar"),
@@ -150,6 +165,17 @@ ALIAS_SCHEMA: Final[Schema] = _schema(
     ("customer_id", "varchar"),
     ("created_at", "timestamptz"),
     ("cause", "varchar"),
+)
+
+#: Provisional customers of the real-time path (``lake/_realtime/``, written by the event log's
+#: fold from the stream processor's ``live_identities``): the identifiers (normalized) each
+#: provisional id was given for. The next identity run keeps those ids where it can.
+PROVISIONAL_CUSTOMERS_FILE: Final[str] = "provisional_customers.parquet"
+PROVISIONAL_CUSTOMERS_SCHEMA: Final[Schema] = _schema(
+    ("identifier_type", "varchar"),
+    ("identifier_value", "varchar"),
+    ("customer_id", "varchar"),
+    ("linked_at", "timestamptz"),
 )
 
 #: ``<attribute>_status`` values in identity_attributes (null: the record has no value).

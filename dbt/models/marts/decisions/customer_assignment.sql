@@ -3,7 +3,8 @@
 -- experiment arms are hashed from it, so a merge never moves a person to another arm. Identity
 -- already keeps the oldest id on a merge (identity/ids.py), so this is the customer's own id for
 -- what identity wrote; the mart makes the rule hold for any alias data as well.
--- Oldest = first created or split off (customer_id_history); an id with no such event ranks
+-- Oldest = first created, split off or kept from a real-time provisional id
+-- (customer_id_history); an id with no such event ranks
 -- after those with one; then the customer's own id, then the smallest id.
 with
 
@@ -29,7 +30,7 @@ born as (
 
     select customer_id, min(occurred_at) as created_at
     from history
-    where event_type in ('created', 'split')
+    where event_type in ('created', 'split', 'provisional')
     group by customer_id
 
 ),
