@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,20 +70,33 @@ def enqueue(
     return [m.key for m in messages]
 
 
-@pytest.fixture
-def running() -> Iterator[Callable[[DeliveryWorker], threading.Event]]:
-    """Start a worker's ``run`` in a thread; stopped and closed at the end."""
-    started: list[tuple[DeliveryWorker, threading.Event, threading.Thread]] = []
+class Running:
+    """Workers' ``run`` loops in threads; stopped and closed at the end of the test."""
 
-    def start(worker: DeliveryWorker) -> threading.Event:
+    def __init__(self) -> None:
+        self.started: list[tuple[DeliveryWorker, threading.Event, threading.Thread]] = []
+
+    def __call__(self, worker: DeliveryWorker) -> threading.Event:
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
-        started.append((worker, stop, thread))
+        self.started.append((worker, stop, thread))
         return stop
 
-    yield start
-    for worker, stop, thread in started:
+    def stop(self, worker: DeliveryWorker) -> None:
+        """Stop ``worker`` and wait until its loop has returned (its lock released)."""
+        for started, stop, thread in self.started:
+            if started is worker:
+                stop.set()
+                thread.join(timeout=10)
+                assert not thread.is_alive()
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    runner = Running()
+    yield runner
+    for worker, stop, thread in runner.started:
         stop.set()
         thread.join(timeout=10)
         worker.close()
@@ -241,16 +254,19 @@ def test_one_worker_per_home_and_a_standby_takes_over(home, conn, running) -> No
         config = realtime(hook.url)
         first = DeliveryWorker(home, config)
         second = DeliveryWorker(home, config)
-        stop_first = running(first)
+        running(first)
         enqueue(conn, 1)
         assert hook.wait_for(lambda rs: len(rs) == 1)
         with pytest.raises(DeliveryBusyError, match="another delivery worker"):
             second.run_once()
         running(second)  # stands by
-        stop_first.set()
-        time.sleep(0.1)
+        running.stop(first)  # the first lets go of the lock: only the second is left
         enqueue(conn, 1, start=1)
         assert hook.wait_for(lambda rs: len(rs) == 2, timeout=5)
+        # the receiver has the request before the worker has its response: wait for both
+        deadline = time.monotonic() + 5
+        while second.stats.delivered < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert second.stats.delivered == 1 and first.stats.delivered == 1
 
 
