@@ -5,7 +5,8 @@
 ingest -> identity -> dbt (staging, intermediate, marts features) -> customer models -> dbt
 (customer_traits with scores, segments) -> behavioural clusters -> dbt segment models -> serving
 snapshot -> the daily decision batch; the decision log enters as a source (decision_log -> dbt
-measurement marts -> decision_measurement).
+measurement marts -> decision_measurement); the real-time event log is folded into landing files
+before the ingest of its two sources (realtime_events_fold).
 """
 
 import logging
@@ -21,6 +22,8 @@ from dagster_project.defs.decisions.assets import (
     decision_measurement,
     decisions_policy,
 )
+from dagster_project.defs.events.assets import realtime_events_fold
+from dagster_project.defs.events.checks import offsets_accounted_for
 from dagster_project.defs.identity.assets import build_identity_assets, identity_settings
 from dagster_project.defs.identity.checks import build_identity_checks
 from dagster_project.defs.ingest.assets import build_ingest_assets
@@ -74,6 +77,7 @@ def build_definitions(
     )
     return dg.Definitions(
         assets=[
+            realtime_events_fold,
             *ingest_assets,
             *build_identity_assets(config),
             *build_dbt_assets(config),
@@ -86,6 +90,7 @@ def build_definitions(
             *build_batch_assets(policy),
         ],
         asset_checks=[
+            offsets_accounted_for,
             *build_ingest_checks(config),
             *build_identity_checks(config),
             *build_publish_checks(),

@@ -82,7 +82,12 @@ def test_ingest_materializes_with_balanced_counts_and_green_checks(
                 + meta["rows_duplicate"].value
             )
             assert read == accounted, name
-            assert read > 0, name
+            # the real-time sources hold what the intake received: nothing in this world
+            assert (
+                read > 0
+                or name == config.realtime.fold.events_source
+                or (name == config.realtime.fold.price_changes_source)
+            ), name
         evaluations = result.get_asset_check_evaluations()
         assert {e.check_name for e in evaluations} >= {"rows_accounted_for"}
         assert len(evaluations) >= len(config.sources)

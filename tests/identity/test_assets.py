@@ -90,3 +90,44 @@ def test_invalid_identity_settings_fail_the_asset(settings: PlatformSettings):
     )
     with pytest.raises(dg.Failure, match=r"identity\.max_cluster_size"):
         _materialize(settings)
+
+
+def test_provisional_customers_of_the_real_time_path_become_claims(settings: PlatformSettings):
+    """The fold's provisional_customers.parquet reaches the run: a provisional person found to
+    be a known customer becomes that customer's alias; a broken file fails with its name."""
+    assert _materialize(settings).success
+    identity = settings.home / "lake" / "identity"
+    identifiers = pd.read_parquet(identity / "identity_identifiers.parquet")
+    email = identifiers[(identifiers["identifier_type"] == "email") & ~identifiers["is_shared"]]
+    known_email, known_customer = email.iloc[0][["identifier_value", "customer_id"]]
+    before = pd.read_parquet(identity / "identity_map.parquet")
+    realtime = settings.home / "lake" / "_realtime"
+    realtime.mkdir(parents=True, exist_ok=True)
+    provisional, unmatched = "cus_" + "a" * 16, "cus_" + "b" * 16
+    pd.DataFrame(
+        {
+            "identifier_type": ["email", "cookie_id"],
+            "identifier_value": [known_email.upper(), "never-folded"],
+            "customer_id": [provisional, unmatched],
+            "linked_at": pd.to_datetime(["2026-01-01", "2026-01-01"], utc=True),
+        }
+    ).to_parquet(realtime / "provisional_customers.parquet")
+
+    again = _materialize(settings, dg.AssetSelection.groups("identity"))
+    aliases = pd.read_parquet(identity / "customer_aliases.parquet")
+    assert aliases.set_index("alias_customer_id").loc[provisional, "customer_id"] == known_customer
+    after = pd.read_parquet(identity / "identity_map.parquet")
+    merged = before.merge(after, on="record_uid")
+    assert len(merged) == len(before) and (merged["customer_id_x"] == merged["customer_id_y"]).all()
+    metadata = next(
+        m.metadata
+        for m in again.asset_materializations_for_node("identity_resolution")
+        if m.asset_key == identity_asset_key("identity_map")
+    )
+    assert metadata["provisional_ids_aliased"].value == 1
+    assert metadata["provisional_ids_kept"].value == 0
+    assert metadata["provisional_claims_unmatched"].value == 1
+
+    (realtime / "provisional_customers.parquet").write_bytes(b"truncated by a crash")
+    with pytest.raises(dg.Failure, match=r"provisional_customers\.parquet: unreadable"):
+        _materialize(settings, dg.AssetSelection.groups("identity"))

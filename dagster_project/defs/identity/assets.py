@@ -2,7 +2,8 @@
 
 The asset holds orchestration only: read the lake, call the ``identity`` library, write its
 Parquet outputs and show the figures an operator needs (cluster sizes, guard rejections,
-merges and splits, timings) as metadata.
+merges and splits, timings) as metadata. The real-time path's provisional customers (exported
+by the event log's fold) are handed to the run as claims, so their ids survive the batch.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real annotation objects of
@@ -10,6 +11,7 @@ merges and splits, timings) as metadata.
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import dagster as dg
@@ -20,10 +22,12 @@ from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import CdpConfig, LoadedConfig, SourceConfig, SourceKind
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.workspace import Workspace
+from events.fold import realtime_dir
 from identity import (
     MODEL_OFF,
     MODEL_SKIPPED,
     MODEL_TRAINED,
+    PROVISIONAL_CUSTOMERS_FILE,
     Collected,
     IdentitySettings,
     IdentitySettingsError,
@@ -34,6 +38,7 @@ from identity import (
     describe_model,
     load_identity_settings,
     read_previous_state,
+    read_provisional_claims,
     read_saved_model,
     resolve,
     write_resolution,
@@ -100,6 +105,11 @@ def load_identity_inputs(
     )
 
 
+def provisional_claims_path(workspace: Workspace) -> Path:
+    """Where the fold exports the stream processor's provisional customers."""
+    return realtime_dir(workspace.lake) / PROVISIONAL_CUSTOMERS_FILE
+
+
 def reusable_model(workspace: Workspace, settings: IdentitySettings) -> TrainedModel | None:
     """The last run's model when reuse is on and it was trained with today's settings."""
     if not settings.reuse_model:
@@ -131,6 +141,10 @@ def resolution_metadata(resolution: Resolution) -> dict[str, Any]:
         "customers_merged": ids["merged"],
         "customers_split": ids["split"],
         "customers_retired": ids["retired"],
+        "provisional_ids_kept": ids.get("provisional", 0),
+        "provisional_ids_aliased": ids.get("provisional_merged", 0),
+        "provisional_claims_unmatched": ids.get("claims_unmatched", 0),
+        "provisional_claims_invalid": ids.get("claims_invalid", 0),
         "guard_splits": len(stats["splits"]),
         "model_edges": int(model.get("edges", 0)),
         "seconds": round(sum(stats["seconds"].values()), 2),
@@ -301,11 +315,18 @@ def build_identity_assets(config: CdpConfig) -> Sequence[dg.AssetsDefinition]:
         if collected.records.empty:
             raise dg.Failure(description="no identity records in the lake: nothing to resolve")
         previous = read_previous_state(workspace.identity)
+        try:
+            claims = read_provisional_claims(
+                provisional_claims_path(workspace), now if cdp.as_of_date() else None
+            )
+        except ValueError as exc:
+            raise dg.Failure(description=str(exc)) from exc
         model = reusable_model(workspace, settings)
         context.log.info(
             f"resolving {len(collected.records):,} records "
             f"({'reusing' if model else 'training'} the model; "
-            f"{'with' if previous else 'without'} previous ids)"
+            f"{'with' if previous else 'without'} previous ids; "
+            f"{0 if claims is None else claims['customer_id'].nunique():,} provisional customers)"
         )
         resolution = resolve(
             collected.records,
@@ -316,6 +337,7 @@ def build_identity_assets(config: CdpConfig) -> Sequence[dg.AssetsDefinition]:
             run_id=context.run_id,
             now=now,
             progress=lambda step: context.log.info(f"identity: {step}"),
+            claims=claims,
         )
         write_resolution(resolution, workspace.identity, run_folder=workspace.runs / context.run_id)
         context.log.info(f"identity: {describe_model(resolution.stats['model'])}")

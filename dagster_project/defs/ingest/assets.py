@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from dagster_project.defs.events.assets import FOLD_ASSET_KEY, folded_source_names
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType, SourceConfig
 from dagster_project.lib.ingest import FileStatus, IngestError, IngestReport, ingest_source
@@ -89,12 +90,19 @@ def report_metadata(report: IngestReport) -> dict[str, dg.MetadataValue | int | 
     return metadata
 
 
-def build_ingest_asset(source: SourceConfig) -> dg.AssetsDefinition:
-    """The asset for one source; its key and description come from cdp.yml."""
+def build_ingest_asset(
+    source: SourceConfig, deps: Sequence[dg.AssetKey] = ()
+) -> dg.AssetsDefinition:
+    """The asset for one source; its key and description come from cdp.yml.
+
+    ``deps`` are assets that write this source's landing files and so run first (the
+    real-time fold for the folded sources).
+    """
 
     @dg.asset(
         key=lake_asset_key(source.name),
         group_name=INGEST_GROUP,
+        deps=list(deps),
         kinds={"parquet", source.format},
         description=source.description
         or f"{source.kind} source '{source.name}' ({source.format}, {source.path}) as Parquet",
@@ -144,5 +152,9 @@ def build_ingest_asset(source: SourceConfig) -> dg.AssetsDefinition:
 
 
 def build_ingest_assets(config: CdpConfig) -> Sequence[dg.AssetsDefinition]:
-    """One asset per configured source."""
-    return [build_ingest_asset(source) for source in config.sources]
+    """One asset per configured source; the folded real-time sources after the fold."""
+    folded = folded_source_names(config)
+    return [
+        build_ingest_asset(source, deps=[FOLD_ASSET_KEY] if source.name in folded else [])
+        for source in config.sources
+    ]

@@ -9,6 +9,8 @@ import yaml
 
 from dagster_project.lib.config import CdpConfig, IngestLimits
 from dagster_project.lib.generate import vocab
+from events.config import FoldSettings
+from events.fold import seed_landing
 
 #: Globs below the landing folder; each matches only its own source's files.
 SOURCE_GLOBS: dict[str, str] = {
@@ -21,7 +23,13 @@ SOURCE_GLOBS: dict[str, str] = {
     "products": "catalog/products*.csv",
     "price_changes": "catalog/price_changes*.jsonl",
     "offers": "offers/sales-*.csv",
+    # written by the real-time fold (events.fold), empty until the first event arrives
+    "realtime_events": "realtime/events-*.jsonl",
+    "realtime_price_changes": "realtime/price_changes-*.jsonl",
 }
+
+#: Where the demo's reference webhook receiver listens for the email channel.
+EMAIL_WEBHOOK_URL = "http://127.0.0.1:8025/hooks/email"
 
 
 def sample_decisions() -> dict[str, Any]:
@@ -53,6 +61,21 @@ def sample_decisions() -> dict[str, Any]:
                 "items": 3,
                 "wildcard_slots": 1,
                 "period": "1d",
+            },
+            # real-time triggers (``realtime.triggers``): the items are what fired them
+            "price_drop": {
+                "channels": ["email"],
+                "kind": "trigger",
+                "items": 1,
+                "subject": "price_drop_subject",
+                "blocks": {"intro": "price_drop_intro"},
+            },
+            "cart_reminder": {
+                "channels": ["email"],
+                "kind": "trigger",
+                "items": 3,
+                "subject": "cart_reminder_subject",
+                "blocks": {"intro": "cart_reminder_intro"},
             },
         },
         "offers": [
@@ -98,7 +121,52 @@ def sample_decisions() -> dict[str, Any]:
                 "text": "<p>Hi {{ first_name }}, {{ item_count }} picks from {{ theme }}.</p>",
                 "fallbacks": {"first_name": "there", "item_count": "our", "theme": "today's sales"},
             },
+            "price_drop_subject": {
+                "text": "Price drop: {{ product_name }} is now {{ price }}",
+                "fallbacks": {"product_name": "an item you viewed", "price": "cheaper"},
+            },
+            "price_drop_intro": {
+                "text": "<p>Hi {{ first_name }}, {{ product_name }} dropped from "
+                "{{ previous_price }} to {{ price }}.</p>",
+                "fallbacks": {
+                    "first_name": "there",
+                    "product_name": "an item you viewed",
+                    "previous_price": "its old price",
+                    "price": "a lower price",
+                },
+            },
+            "cart_reminder_subject": {
+                "text": "{{ product_name }} is still in your cart",
+                "fallbacks": {"product_name": "Your picks"},
+            },
+            "cart_reminder_intro": {
+                "text": "<p>Hi {{ first_name }}, your {{ item_count }} item(s) are waiting.</p>",
+                "fallbacks": {"first_name": "there", "item_count": "saved"},
+            },
         },
+    }
+
+
+def sample_realtime() -> dict[str, Any]:
+    """The ``realtime:`` section (``events/config.py`` documents keys): eBay's price drop on a
+    viewed item and a cart reminder, both by email through the demo's webhook receiver."""
+    return {
+        "triggers": [
+            {
+                "name": "price_drop",
+                "kind": "price_drop_on_viewed",
+                "placement": "price_drop",
+                "viewed_within_days": 14,
+                "min_drop_percent": 10,
+            },
+            {
+                "name": "cart_reminder",
+                "kind": "cart_abandoned",
+                "placement": "cart_reminder",
+                "after_minutes": 60,
+            },
+        ],
+        "channels": {"email": {"url": EMAIL_WEBHOOK_URL}},
     }
 
 
@@ -270,6 +338,39 @@ def sample_config() -> dict[str, Any]:
                 )
             },
         },
+        {
+            "name": "realtime_events",
+            "kind": "events",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["realtime_events"],
+            "record_key": "event_id",
+            "description": "Events sent to the intake (Segment API), folded from the event log",
+            "mapping": {
+                field: field
+                for field in (
+                    "event_type",
+                    "occurred_at",
+                    "email",
+                    "page_url",
+                    "product_id",
+                    "search_query",
+                    "order_id",
+                    "utm_source",
+                    "utm_medium",
+                    "utm_campaign",
+                )
+            },
+            "identifiers": {"cookie_id": "cookie_id", "account_id": "account_id"},
+        },
+        {
+            "name": "realtime_price_changes",
+            "kind": "price_changes",
+            "format": "jsonl",
+            "path": SOURCE_GLOBS["realtime_price_changes"],
+            "record_key": "event_id",
+            "description": "Price changes sent to the intake, folded from the event log",
+            "mapping": {"product_id": "product_id", "price": "price", "changed_at": "changed_at"},
+        },
     ]
     return {
         "version": 1,
@@ -279,13 +380,25 @@ def sample_config() -> dict[str, Any]:
         "ingest": IngestLimits().model_dump(),
         "sources": sources,
         "decisions": sample_decisions(),
+        "realtime": sample_realtime(),
     }
 
 
+def realtime_seed_paths(out: Path) -> list[Path]:
+    """The empty real-time landing files ``write_config`` seeds (for the generation report)."""
+    folder = out / "landing" / FoldSettings().folder
+    return sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size == 0)
+
+
 def write_config(out: Path) -> Path:
-    """Validate the sample config against the schema, then write ``out/cdp.yml``."""
+    """Validate the sample config against the schema, then write ``out/cdp.yml``.
+
+    Also seeds the real-time sources' landing folder with their empty files, so a world that
+    never received an event validates and runs like any other.
+    """
     data = sample_config()
     CdpConfig.model_validate(data)
+    seed_landing(out / str(data["landing"]), FoldSettings())
     target = out / "cdp.yml"
     header = (
         "# Written by `cdp generate` for the sample world. Bringing your own data is editing\n"
@@ -294,6 +407,8 @@ def write_config(out: Path) -> Path:
         "# one value (characters) and one record (bytes); a source may set its own.\n"
         "# `decisions` is the personalization policy: placements, offer eligibility, caps,\n"
         "# suppression after purchase, exploration, holdout, experiments and templates.\n"
+        "# `realtime` is the event intake's side: triggers (each asks a decisions placement of\n"
+        "# kind: trigger), channel webhooks and where the event log is folded (realtime/).\n"
     )
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     target.write_text(header + body, encoding="utf-8")

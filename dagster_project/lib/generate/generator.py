@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from dagster_project.lib.generate import behaviour, shopping, sources
 from dagster_project.lib.generate.catalog import build_catalog
 from dagster_project.lib.generate.common import Stream, Window, join, stream
-from dagster_project.lib.generate.config_writer import write_config
+from dagster_project.lib.generate.config_writer import realtime_seed_paths, write_config
 from dagster_project.lib.generate.people import Accounts, Crm, build_accounts, build_crm
 from dagster_project.lib.generate.sales import build_sales
 from dagster_project.lib.generate.world import World, build_world, persons_table
@@ -204,6 +204,7 @@ def generate_world(
 
         tick("cdp.yml", 0)
         report.files.append(write_config(out))
+        report.files += realtime_seed_paths(out)  # the real-time sources' empty landing files
         w.flush()
         tick("cdp.yml")
     finally:
