@@ -25,6 +25,8 @@ from api.graphql.schema import build_schema
 from api.graphql.view import NO_STORE, GraphQLDispatch, GraphQLView
 from api.intake import Intake, IntakeDispatch
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.realtime_metrics import RealtimeCollector
+from api.repositories.live import LiveState
 from api.sealing import Sealer, load_or_create_secret
 from api.security import AuditLog, KeyStore, Scope, presented_key
 from api.settings import ApiSettings
@@ -59,6 +61,10 @@ class ApiState:
         # invalid one stops the app here, naming the key); the log opens in the lifespan.
         realtime, _policy = load_realtime(settings.config_path)
         self.intake = Intake(WriteKeyStore(settings.write_keys_path), realtime, self.metrics.intake)
+        # The stream processor's live profiles (read-only) and the real-time path's figures
+        # (processor lag, outbox, deliveries), read from the shared files at each scrape.
+        self.live = LiveState.for_home(settings.home, settings.config_path)
+        self.metrics.add_collector(RealtimeCollector.for_home(settings.home))
 
     def open_event_log(self) -> None:
         """Open the event log the intake appends to (in the lifespan)."""
@@ -138,6 +144,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             state.snapshots.close()
             state.audit.close()
             state.decisions.close()
+            state.live.close()
             await asyncio.to_thread(state.close_event_log)
 
     graphql = GraphQLView(
@@ -150,6 +157,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         time_limit=settings.api_operation_timeout_seconds,
         graphiql=settings.api_enable_graphiql,
         decisions=state.decisions,
+        live=state.live,
     )
 
     app = FastAPI(

@@ -253,12 +253,20 @@ class ApiMetrics:
         self._reason_children: dict[str, Any] = {}
         self._labels_lock = threading.Lock()
         self._manager: SnapshotManager | None = None
+        self._extra: list[Collector] = []
 
     def watch(self, manager: SnapshotManager) -> None:
         """Report the manager's snapshot id and age."""
         self._manager = manager
         if not self._multiprocess:
             self.registry.register(SnapshotCollector(manager))
+
+    def add_collector(self, collector: Collector) -> None:
+        """Report ``collector`` at every scrape (one that reads shared files, such as the
+        real-time path's state, so every worker reports the same figures)."""
+        self._extra.append(collector)
+        if not self._multiprocess:
+            self.registry.register(collector)
 
     def snapshot_switched(self, _snapshot: Snapshot) -> None:
         """Count a switch (the manager's on_switch callback)."""
@@ -325,6 +333,8 @@ class ApiMetrics:
             multiprocess.MultiProcessCollector(registry, path=self._multiprocess)
             if self._manager is not None:
                 registry.register(SnapshotCollector(self._manager))
+            for collector in self._extra:
+                registry.register(collector)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

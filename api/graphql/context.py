@@ -24,6 +24,7 @@ from api.repositories.identity import (
     history_by_customer,
     records_by_customer,
 )
+from api.repositories.live import LiveState
 from api.repositories.recommendations import (
     products_by_id,
     recommendations_by_customer,
@@ -36,6 +37,7 @@ from api.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from api.decisioning import DecisionRuntime
+    from events.live import LiveProfile
 
 #: The audit log's customer for a revealed value whose record no customer owns.
 UNRESOLVED_OWNER = "(unresolved)"
@@ -52,8 +54,19 @@ class Limits:
 class Loaders:
     """The request's DataLoaders, each created on first use."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, live: LiveState | None = None) -> None:
         self._db = db
+        self._live = live
+
+    @cached_property
+    def live(self) -> DataLoader[tuple[str, ...], LiveProfile | None]:
+        """Live profiles, keyed by a customer's ids (its own first, then merged ids)."""
+        live = self._live
+
+        async def load(groups: list[tuple[str, ...]]) -> list[LiveProfile | None]:
+            return live.profiles(groups) if live is not None else [None] * len(groups)
+
+        return DataLoader(load_fn=load)
 
     @cached_property
     def customer(self) -> DataLoader[str, Row | None]:
@@ -128,6 +141,7 @@ class Context:
         sealer: Sealer,
         deadline: float,
         decisions: DecisionRuntime | None = None,
+        live: LiveState | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.principal = principal
@@ -136,6 +150,8 @@ class Context:
         self.sealer = sealer
         self.deadline = deadline
         self._decisions = decisions
+        #: the stream processor's live profiles (None: this context serves the snapshot only)
+        self.live = live
         self.pii_reads: dict[str, set[str]] = defaultdict(set)
 
     @cached_property
@@ -153,7 +169,7 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         """This request's DataLoaders (batched and cached for the request only)."""
-        return Loaders(self.db)
+        return Loaders(self.db, self.live)
 
     def segment_catalogue(self) -> dict[str, Row]:
         """Segments by name; read once per snapshot (snapshots never change)."""

@@ -26,6 +26,7 @@ from strawberry.schema import BaseSchema
 from api.decisioning import DecisionRuntime
 from api.graphql.context import Context, Limits
 from api.graphql.executor import OperationExecutor, RequestError
+from api.repositories.live import LiveState
 from api.sealing import Sealer
 from api.security import KeyStore, presented_key
 from api.snapshot import SnapshotManager
@@ -81,6 +82,7 @@ class GraphQLView(GraphQL[Context | None, None]):
         time_limit: float,
         graphiql: bool,
         decisions: DecisionRuntime | None = None,
+        live: LiveState | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -94,6 +96,8 @@ class GraphQLView(GraphQL[Context | None, None]):
         self.sealer = sealer
         self.time_limit = time_limit
         self.decisions = decisions
+        #: the live profiles (``create_app`` passes them; None serves the snapshot only)
+        self.live = live
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson, for the responses strawberry's own path still builds."""
@@ -178,6 +182,7 @@ class GraphQLView(GraphQL[Context | None, None]):
                 sealer=self.sealer,
                 deadline=time.monotonic() + self.time_limit,
                 decisions=self.decisions,
+                live=self.live,
             )
             try:
                 result = await self.executor.run(query, variables, operation_name, context)

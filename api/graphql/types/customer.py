@@ -15,6 +15,7 @@ from api.graphql.types.decision import MAX_RECENT_DECISIONS, Decision, sale_ids
 from api.graphql.types.event import Event, EventConnection, EventEdge
 from api.graphql.types.identifier import Identifier
 from api.graphql.types.identity import Identity
+from api.graphql.types.live import LiveProfile
 from api.graphql.types.page import PageInfo
 from api.graphql.types.product import (
     MAX_RECOMMENDATIONS,
@@ -29,6 +30,7 @@ from api.graphql.types.traits import CustomerTraits
 from api.lookup import ALIAS_TYPE
 from api.repositories.customers import EventPage
 from api.repositories.database import Row
+from api.repositories.live import live_event_rows
 from api.security import Scope
 from identity import PERSONAL_ATTRIBUTES  # personal data: names, email, phone, address, birth date
 
@@ -188,6 +190,14 @@ class Customer:
             after_event_id=position[1] if position else None,
         )
         rows = await context.loaders.events.load(key)
+        live = await self._live_events(info, position)
+        if live:  # accepted since the snapshot was built: merged into the timeline's order
+            known = {r["event_id"] for r in rows}
+            rows = sorted(
+                [*rows, *(r for r in live if r["event_id"] not in known)],
+                key=lambda r: (str(r["occurred_at"]), str(r["event_id"])),
+                reverse=True,
+            )
         page = rows[:limit]
         edges = [EventEdge(node=Event.from_row(r)) for r in page]
         end = (
@@ -199,6 +209,47 @@ class Customer:
             edges=edges,
             page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end),
         )
+
+    async def _customer_ids(self, info: strawberry.Info) -> tuple[str, ...]:
+        """The customer's id, then the ids merged into it (their live data is theirs)."""
+        customer_id = self.row["customer_id"]
+        identifiers = await info.context.loaders.identifiers.load(customer_id)
+        return (
+            customer_id,
+            *(r["identifier_value"] for r in identifiers if r["identifier_type"] == ALIAS_TYPE),
+        )
+
+    async def _live_events(
+        self, info: strawberry.Info, position: list[str] | None
+    ) -> list[dict[str, Any]]:
+        """Live events newer than the snapshot and past the page position, as timeline rows."""
+        context = info.context
+        if context.live is None:
+            return []
+        state = await context.loaders.live.load(await self._customer_ids(info))
+        if state is None:
+            return []
+        rows = live_event_rows(
+            self.row["customer_id"],
+            state.recent_events,
+            context.snapshot.manifest.created_at,
+            context.live.settings.events_source,
+        )
+        if position is not None:
+            after = (str(position[0]), str(position[1]))
+            rows = [r for r in rows if (r["occurred_at"], r["event_id"]) < after]
+        return rows
+
+    @strawberry.field(
+        description="What the customer did in the last seconds, ahead of the next batch run "
+        "(null when the live path has not seen them; profile:read).",
+        extensions=requires(Scope.PROFILE_READ),
+    )
+    async def live(self, info: strawberry.Info) -> LiveProfile | None:
+        if info.context.live is None:
+            return None
+        state = await info.context.loaders.live.load(await self._customer_ids(info))
+        return LiveProfile.from_state(state) if state is not None else None
 
     @strawberry.field(
         description=(
