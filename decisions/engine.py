@@ -277,7 +277,8 @@ def adaptive_cap(
         share = min(1.0, max(0.0, (receptivity - 0.25) / 0.75))
         allowed = low + round((high - low) * share)
     channels = frozenset(frequency.channels)
-    return CapRule(ADAPTIVE_CAP, channels, allowed, _period_seconds(frequency.window))
+    placements = frozenset(frequency.placements) or None
+    return CapRule(ADAPTIVE_CAP, channels, allowed, _period_seconds(frequency.window), placements)
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ class Engine:
                 display = self.catalogue.category_names[index] if index is not None else name
                 self._suppression[key] = (index, display, days)
         self._running_cache: tuple[float, np.ndarray, int] | None = None
-        self._caps: dict[str, tuple[CapRule, ...]] = {}
+        self._caps: dict[tuple[str, str | None], tuple[CapRule, ...]] = {}
         self._category_items = [
             self.catalogue.category == c for c in range(len(self.catalogue.category_names))
         ]
@@ -333,17 +334,32 @@ class Engine:
 
     # -- caps -------------------------------------------------------------------------------
     def caps_for(
-        self, channel: str, facts: CustomerFacts, engagement: Engagement | None
+        self,
+        channel: str,
+        facts: CustomerFacts,
+        engagement: Engagement | None,
+        placement: str | None = None,
     ) -> list[CapRule]:
-        """The caps a delivery on ``channel`` must respect, the adaptive one included."""
-        fixed = self._caps.get(channel)
+        """The caps a delivery on ``channel`` (for ``placement``: caps may name theirs) must
+        respect, the adaptive one included."""
+        fixed = self._caps.get((channel, placement))
         if fixed is None:
-            fixed = self._caps[channel] = tuple(self.policy.cap_rules(channel))
+            fixed = self._caps[(channel, placement)] = tuple(
+                self.policy.cap_rules(channel, placement)
+            )
         rules = list(fixed)
-        frequency = self.policy.frequency
-        if frequency.enabled and channel in frequency.channels:
-            rules.append(adaptive_cap(frequency, engagement, facts.traits))
+        if self.adaptive_applies(channel, placement):
+            rules.append(adaptive_cap(self.policy.frequency, engagement, facts.traits))
         return rules
+
+    def adaptive_applies(self, channel: str, placement: str | None = None) -> bool:
+        """Whether the adaptive frequency cap limits sends on ``channel`` for ``placement``."""
+        frequency = self.policy.frequency
+        return (
+            frequency.enabled
+            and channel in frequency.channels
+            and (placement is None or not frequency.placements or placement in frequency.placements)
+        )
 
     # -- choice -----------------------------------------------------------------------------
     def choose(

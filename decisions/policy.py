@@ -197,12 +197,17 @@ class OfferRule(_Strict):
 
 
 class CapPolicy(_Strict):
-    """At most ``max`` sends on ``channels`` in any ``window`` (sliding, across placements)."""
+    """At most ``max`` sends on ``channels`` in any ``window`` (sliding, across placements).
+
+    ``placements`` narrows a cap to the sends of those placements (e.g. one promotional email a
+    day, and separately one triggered email a day); empty means every placement.
+    """
 
     name: Name
     channels: Channels
     max: StrictInt = Field(ge=0)
     window: Duration
+    placements: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -213,7 +218,13 @@ class CapPolicy(_Strict):
 
     def rule(self) -> CapRule:
         """The cap as the store counts it."""
-        return CapRule(self.name, frozenset(self.channels), self.max, duration_seconds(self.window))
+        return CapRule(
+            self.name,
+            frozenset(self.channels),
+            self.max,
+            duration_seconds(self.window),
+            frozenset(self.placements) or None,
+        )
 
 
 class FrequencyPolicy(_Strict):
@@ -228,6 +239,8 @@ class FrequencyPolicy(_Strict):
 
     enabled: StrictBool = True
     channels: Channels = ("email",)
+    #: placements whose sends it counts and limits (empty: every placement)
+    placements: tuple[str, ...] = ()
     window: Duration = "7d"
     max_sends: StrictInt = Field(default=7, ge=0)
     min_sends: StrictInt = Field(default=1, ge=0)
@@ -401,6 +414,20 @@ class DecisionsPolicy(_Strict):
             template(f"placements.{pname}.subject", placement.subject)
             for block, tname in placement.blocks.items():
                 template(f"placements.{pname}.blocks.{block}", tname)
+        known_placements = ", ".join(sorted(self.placements))
+        for index, cap in enumerate(self.caps):
+            for p_index, name in enumerate(cap.placements):
+                if name not in self.placements:
+                    raise ValueError(
+                        f"caps.{index}.placements.{p_index}: unknown placement '{name}' "
+                        f"(known: {known_placements})"
+                    )
+        for p_index, name in enumerate(self.frequency.placements):
+            if name not in self.placements:
+                raise ValueError(
+                    f"frequency.placements.{p_index}: unknown placement '{name}' "
+                    f"(known: {known_placements})"
+                )
         for name, kind in (("offers", self.offers), ("caps", self.caps)):
             seen: set[str] = set()
             for index, item in enumerate(kind):
@@ -450,9 +477,15 @@ class DecisionsPolicy(_Strict):
                 return experiment
         return None
 
-    def cap_rules(self, channel: str) -> list[CapRule]:
-        """The configured caps that count sends on ``channel``."""
-        return [cap.rule() for cap in self.caps if channel in cap.channels]
+    def cap_rules(self, channel: str, placement: str | None = None) -> list[CapRule]:
+        """The configured caps a send on ``channel`` (for ``placement``, when given) counts
+        against."""
+        return [
+            cap.rule()
+            for cap in self.caps
+            if channel in cap.channels
+            and (placement is None or not cap.placements or placement in cap.placements)
+        ]
 
 
 def policy_version(policy: DecisionsPolicy) -> str:

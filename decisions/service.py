@@ -186,9 +186,13 @@ class DecisionService:
             is_holdout=experiment is not None and experiment.is_holdout,
         )
 
-    def _frequency_channel(self, channel: str) -> bool:
+    def _frequency_channel(self, channel: str, placement: str) -> bool:
         frequency = self.policy.frequency
-        return frequency.enabled and channel in frequency.channels
+        return (
+            frequency.enabled
+            and channel in frequency.channels
+            and (not frequency.placements or placement in frequency.placements)
+        )
 
     def decide(
         self,
@@ -226,9 +230,9 @@ class DecisionService:
         engagement = None
         caps: list[CapRule] = []
         if decision.send:
-            if self._frequency_channel(channel):
+            if self._frequency_channel(channel, placement):
                 engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
-            caps = self.engine(sales).caps_for(channel, facts, engagement)
+            caps = self.engine(sales).caps_for(channel, facts, engagement, placement)
         return self.store.deliver(
             decision,
             caps=caps,
@@ -275,9 +279,9 @@ class DecisionService:
         caps: list[CapRule] = []
         if decision.send:
             engagement = None
-            if self._frequency_channel(channel):
+            if self._frequency_channel(channel, placement):
                 engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
-            caps = engine.caps_for(channel, facts, engagement)
+            caps = engine.caps_for(channel, facts, engagement, placement)
         return self.store.deliver(
             decision,
             caps=caps,
@@ -333,7 +337,7 @@ class DecisionService:
         if chosen:
             engine = self.engine(sales)
             engagement: dict[str, Engagement] = {}
-            if self._frequency_channel(channel):
+            if self._frequency_channel(channel, placement):
                 groups = {customers[i].customer_id: person_ids(customers[i]) for i in chosen}
                 engagement = self.store.engagement_many(groups, since=now - ENGAGEMENT_LOOKBACK)
             items: list[tuple[Decision, Sequence[CapRule], frozenset[str], bool]] = []
@@ -341,7 +345,7 @@ class DecisionService:
                 facts = customers[i]
                 decision = engine.choose(facts, placement, now, channel=channel)
                 caps = (
-                    engine.caps_for(channel, facts, engagement.get(facts.customer_id))
+                    engine.caps_for(channel, facts, engagement.get(facts.customer_id), placement)
                     if decision.send
                     else []
                 )

@@ -379,7 +379,7 @@ def _verdict(
     now: int,
     consent_required: bool,
     consent: Mapping[tuple[str, str], tuple[int, int, int]],
-    sends: Mapping[str, Sequence[tuple[str, int]]],
+    sends: Mapping[str, Sequence[tuple[str, int, str]]],
 ) -> tuple[bool, tuple[str, ...]]:
     """This channel's send and reasons, from the person's consent events and sends."""
     reasons = tuple(decision.reasons)
@@ -392,14 +392,14 @@ def _verdict(
             return False, (*reasons, f"consent:withdrawn:{channel}")
     blocked = []
     for cap in caps:
-        if channel not in cap.channels:
+        if not cap.counts(channel, decision.placement):
             continue
         window = round(cap.window_seconds * _US)
         times = [
             at
             for c in ids
-            for ch, at in sends.get(c, ())
-            if ch in cap.channels and now - window < at < now + window
+            for ch, at, placement in sends.get(c, ())
+            if cap.counts(ch, placement) and now - window < at < now + window
         ]
         if cap_exceeded(times, now, window, cap.max_sends):
             blocked.append(f"cap:{cap.name}")
@@ -720,15 +720,15 @@ class DecisionStore:
         widest = max(
             (round(cap.window_seconds * _US) for i in asking for cap in items[i][1]), default=0
         )
-        sends: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        sends: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
         if cap_ids and widest > 0:
-            for customer_id, channel, at in conn.execute(
-                "select customer_id, channel, delivered_at from deliveries "
+            for customer_id, channel, at, placement in conn.execute(
+                "select customer_id, channel, delivered_at, placement from deliveries "
                 "where customer_id in (select value from json_each(?)) and is_sent = 1 "
                 "and delivered_at > ? and delivered_at < ?",
                 (_json(cap_ids), now - widest, now + widest),
             ):
-                sends[customer_id].append((channel, at))
+                sends[customer_id].append((channel, at, placement))
 
         new_choices: list[tuple[Any, ...]] = []
         new_deliveries: list[tuple[Any, ...]] = []
@@ -752,7 +752,7 @@ class DecisionStore:
             send, reasons = _verdict(decision, caps, ids, now, consent_required, consent, sends)
             deliveries[(decision_id, channel)] = (int(send), reasons)
             if send:
-                sends[decision.customer_id].append((channel, now))
+                sends[decision.customer_id].append((channel, now, decision.placement))
             new_deliveries.append(
                 (
                     decision_id,

@@ -139,12 +139,20 @@ class Decision:
 
 @dataclass(frozen=True)
 class CapRule:
-    """At most ``max_sends`` sends on ``channels`` to one customer in any ``window`` (sliding)."""
+    """At most ``max_sends`` sends on ``channels`` to one customer in any ``window`` (sliding),
+    counting the sends of ``placements`` only (None: of every placement)."""
 
     name: str
     channels: frozenset[str]
     max_sends: int
     window_seconds: float
+    placements: frozenset[str] | None = None
+
+    def counts(self, channel: str, placement: str) -> bool:
+        """Whether a send on ``channel`` for ``placement`` counts against this cap."""
+        return channel in self.channels and (
+            self.placements is None or placement in self.placements
+        )
 
 
 @dataclass(frozen=True)

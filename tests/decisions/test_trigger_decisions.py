@@ -147,3 +147,75 @@ def test_a_trigger_placement_has_no_wildcards() -> None:
     bad["placements"]["price_drop"] = {**POLICY["placements"]["price_drop"], "wildcard_slots": 1}
     with pytest.raises(PolicyError, match=r"placements\.price_drop\.wildcard_slots"):
         parse_policy(bad)
+
+
+def test_caps_may_name_their_placements(tmp_path: Path) -> None:
+    """One promotional email a day and, separately, one triggered email a day; a weekly cap
+    over both. The daily email does not use up the trigger's allowance, nor the other way."""
+    scoped = {
+        **POLICY,
+        "caps": [
+            {
+                "name": "promo_daily",
+                "channels": ["email"],
+                "max": 1,
+                "window": "24h",
+                "placements": ["daily_email"],
+            },
+            {
+                "name": "triggered_daily",
+                "channels": ["email"],
+                "max": 1,
+                "window": "24h",
+                "placements": ["price_drop"],
+            },
+            {"name": "weekly", "channels": ["email"], "max": 2, "window": "7d"},
+        ],
+        "frequency": {"placements": ["daily_email"]},
+        "placements": {
+            **POLICY["placements"],
+            "price_drop": {**POLICY["placements"]["price_drop"], "period": "1h"},
+        },
+    }
+    with DecisionStore.open(tmp_path / "decisions.sqlite") as store:
+        service = DecisionService(parse_policy(scoped), store)
+        facts = make_facts(_outside_holdout(service))
+        assert service.decide(facts, "email", "daily_email", NOW, sales=SALES).send
+        drop = service.decide_trigger(
+            facts,
+            "email",
+            "price_drop",
+            NOW + timedelta(minutes=5),
+            trigger="t",
+            items=[SHOE],
+            sales=SALES,
+        )
+        assert drop.send, drop.reasons
+        # the next hour's drop is its own decision, and the triggered cap holds it back
+        again = service.decide_trigger(
+            facts,
+            "email",
+            "price_drop",
+            NOW + timedelta(hours=3),
+            trigger="t",
+            items=[SHOE],
+            sales=SALES,
+        )
+        assert again.decision_id != drop.decision_id
+        assert not again.send and "cap:triggered_daily" in again.reasons
+        assert "cap:promo_daily" not in again.reasons
+        # the next day: the weekly cap counts both placements' sends (2 of 2 used)
+        day2 = service.decide(facts, "email", "daily_email", NOW + timedelta(days=1), sales=SALES)
+        assert not day2.send and "cap:weekly" in day2.reasons
+        assert "cap:promo_daily" not in day2.reasons
+
+
+def test_a_cap_naming_an_unknown_placement_fails_at_start() -> None:
+    bad = {
+        **POLICY,
+        "caps": [
+            {"name": "c", "channels": ["email"], "max": 1, "window": "1d", "placements": ["nope"]}
+        ],
+    }
+    with pytest.raises(PolicyError, match=r"caps\.0\.placements\.0: unknown placement 'nope'"):
+        parse_policy(bad)

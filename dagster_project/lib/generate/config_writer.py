@@ -85,16 +85,39 @@ def sample_decisions() -> dict[str, Any]:
                 "segments": ["high_value", "frequent_buyers"],
             }
         ],
+        # One promotional email a day and, apart from it, one triggered email (a price drop or
+        # a cart reminder) a day; at most 8 messages a week over everything.
         "caps": [
-            {"name": "email_daily", "channels": ["email"], "max": 1, "window": "24h"},
+            {
+                "name": "email_daily",
+                "channels": ["email"],
+                "max": 1,
+                "window": "24h",
+                "placements": ["daily_email"],
+            },
+            {
+                "name": "triggered_email_daily",
+                "channels": ["email"],
+                "max": 1,
+                "window": "24h",
+                "placements": ["price_drop", "cart_reminder"],
+            },
             {
                 "name": "messages_weekly",
                 "channels": ["email", "sms", "push"],
-                "max": 6,
+                "max": 8,
                 "window": "7d",
             },
         ],
-        "frequency": {"channels": ["email"], "window": "7d", "max_sends": 6, "min_sends": 1},
+        # receptivity sets how many promotional emails a week; a trigger answers what the
+        # customer just did, so it is not held back by it (its own cap above limits it)
+        "frequency": {
+            "channels": ["email"],
+            "placements": ["daily_email"],
+            "window": "7d",
+            "max_sends": 6,
+            "min_sends": 1,
+        },
         "suppression": durable,
         "exploration": {"share": 0.1},
         "holdout": {"share": 0.05},
