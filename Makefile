@@ -50,6 +50,10 @@ keys: venv
 			--scopes profile:read,segments:read,decisions:write,decisions:read \
 			--out "$(CDP_HOME)/demo_email.key" >/dev/null; \
 	fi
+	@# the web site's write key for the event intake (Segment SDKs send it as Basic auth)
+	@if [ ! -f "$(CDP_HOME)/demo_write.key" ]; then \
+		$(BIN)/cdp write-key create --name demo-site --replace > "$(CDP_HOME)/demo_write.key"; \
+	fi
 
 ui: venv keys
 	@echo ""
@@ -63,11 +67,22 @@ ui: venv keys
 	@echo "                metrics: curl -s localhost:8000/metrics -H \"Authorization: Bearer \$$(cat $(CDP_HOME)/demo_admin.key)\""
 	@echo "  Decisions:    daily email export in $(CDP_HOME)/exports/daily_email/ (one file per day);"
 	@echo "                try: $(BIN)/cdp decide --customer-id ID --channel web   (GraphQL: mutation decide)"
+	@echo "  Real time:    Segment HTTP API at http://localhost:8000/v1/track|identify|page|batch"
+	@echo "                write key (Basic auth user): $$(cat "$(CDP_HOME)/demo_write.key")"
+	@echo "                try: curl -s localhost:8000/v1/track -u \"\$$(cat $(CDP_HOME)/demo_write.key):\" \\"
+	@echo "                       -d '{\"anonymousId\":\"ck-1\",\"event\":\"Product Viewed\",\"properties\":{\"product_id\":\"P00001\"}}'"
+	@echo "                cdp stream (live profile, triggers) and the demo webhook receiver on :8025 run;"
+	@echo "                trigger emails land in $(CDP_HOME)/exports/webhooks/email.jsonl;"
+	@echo "                cdp events status | cdp outbox status"
 	@echo "  Listening on: $(DEMO_HOST) only (make demo DEMO_HOST=0.0.0.0 to share)"
 	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""
+	@mkdir -p "$(CDP_HOME)/exports/webhooks" "$(CDP_HOME)/run"
 	@set -m; CDP_API_ENABLE_GRAPHIQL=true CDP_API_ENABLE_INTROSPECTION=true $(BIN)/cdp serve --host $(DEMO_HOST) --port 8000 --log-level warning & api=$$!; \
-	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/cdp stream >"$(CDP_HOME)/run/stream.log" 2>&1 & stream=$$!; \
+	$(BIN)/cdp webhook-receiver --channel email --port 8025 \
+		--out "$(CDP_HOME)/exports/webhooks/email.jsonl" >"$(CDP_HOME)/run/webhooks.log" 2>&1 & hooks=$$!; \
+	trap 'kill $$api $$stream $$hooks 2>/dev/null' EXIT INT TERM; \
 	DAGSTER_HOME="$(CDP_HOME)/dagster" $(BIN)/dagster dev -m dagster_project.definitions -h $(DEMO_HOST) -p 3000 --log-level warning
 
 # dbt by hand, against the same warehouse and vars Dagster uses (`make dbt-build`).

@@ -177,3 +177,148 @@ def test_channels_find_customers_by_any_identifier_over_http(
         assert missing["data"]["customer"] is None
         unauthorised = client.post(url + "/graphql", json={"query": "{ segments { name } }"})
         assert unauthorised.status_code == 401
+
+
+def _reachable_customer(home: Path) -> tuple[str, str, str, str, float]:
+    """A customer the price-drop email may reach (email address and consent, outside the
+    holdout) and a product they have not just bought the category of: (customer id, email,
+    product id, product name, price)."""
+    import sqlite3
+
+    from decisions.assignment import is_holdout
+    from decisions.facts import iter_all_facts
+    from decisions.policy import load_policy
+    from decisions.store import DecisionStore, default_store_path
+    from snapshots import DATABASE_FILE, read_current, snapshot_folder
+
+    policy = load_policy(home / "cdp.yml")
+    with DecisionStore.open(default_store_path(home)) as store:
+        key = store.assignment_key()
+    serving = home / "serving"
+    conn = sqlite3.connect(
+        f"file:{snapshot_folder(serving, read_current(serving)) / DATABASE_FILE}?mode=ro",
+        uri=True,
+    )
+    try:
+        products = conn.execute(
+            "select product_id, product_name, category, price from products "
+            "where price > 20 order by product_id"
+        ).fetchall()
+        for facts in iter_all_facts(conn):
+            if facts.consents.get("email") is not True or "email" not in facts.reachable:
+                continue
+            if is_holdout(key, facts.assignment_id, policy.holdout.share):
+                continue
+            row = conn.execute(
+                "select identifier_value from identifier_lookup where customer_id = ? "
+                "and identifier_type = 'email' order by identifier_value limit 1",
+                (facts.customer_id,),
+            ).fetchone()
+            if row is None:
+                continue
+            bought = {c.lower() for c in facts.category_last_purchased_at}
+            for product_id, name, category, price in products:
+                if str(category).lower() not in bought:
+                    return facts.customer_id, row[0], product_id, name, float(price)
+    finally:
+        conn.close()
+    raise AssertionError("the sample world has no customer a price-drop email may reach")
+
+
+def test_a_viewed_products_price_drop_reaches_the_channel_signed_within_a_second(
+    built_home: Path, server: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """The issue's end-to-end path: the official Segment client sends a product view for a
+    known customer, a price change arrives, and the channel receives one signed message
+    naming the product within the 1 s target."""
+    import orjson
+    import yaml
+    from segment.analytics.client import Client
+
+    from events.signing import file_secret, verify
+    from events.write_keys import create_write_key
+    from tests.support.webhooks import FakeWebhook
+
+    url, admin, _ = server
+    customer_id, email, product_id, product_name, price = _reachable_customer(built_home)
+    site_key = create_write_key(built_home / "write_keys.yml", "e2e-site", replace=True)
+    catalog_key = create_write_key(built_home / "write_keys.yml", "e2e-catalog", replace=True)
+    time.sleep(1.5)  # the API reloads the write keys file on its next poll
+    with FakeWebhook() as hook:
+        config_path = built_home / "cdp.yml"
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config["realtime"]["channels"]["email"]["url"] = hook.url
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        log = tmp_path / "stream.log"
+        with open(log, "wb") as handle:
+            stream = subprocess.Popen(
+                [sys.executable, "-c", "from dagster_project.cli.main import app; app()", "stream"],
+                env={**os.environ, "CDP_HOME": str(built_home)},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            errors: list[Exception] = []
+
+            def client(key: str) -> Client:
+                return Client(
+                    write_key=key,
+                    host=url,
+                    sync_mode=True,
+                    max_retries=0,
+                    on_error=lambda error, _batch: errors.append(error),
+                )
+
+            site = client(site_key)
+            site.identify(anonymous_id="ck-e2e-1", traits={"email": email.upper() + " "})
+            site.track(
+                anonymous_id="ck-e2e-1",
+                event="Product Viewed",
+                properties={"product_id": product_id, "name": product_name, "price": price},
+            )
+            assert errors == []
+            query = """query($id: ID!) { customer(id: $id) { customerId
+                live { lastSeenAt recentProducts { product { id name } viewedAt } } } }"""
+            deadline = time.monotonic() + 30
+            while True:  # the view is in the live profile (the stream processor is up)
+                assert stream.poll() is None, log.read_text()
+                answer = httpx.post(
+                    url + "/graphql",
+                    json={"query": query, "variables": {"id": customer_id}},
+                    headers={"Authorization": f"Bearer {admin}"},
+                    timeout=5,
+                ).json()
+                live = (answer.get("data") or {}).get("customer") or {}
+                products = [
+                    p["product"]["id"] for p in (live.get("live") or {}).get("recentProducts", [])
+                ]
+                if product_id in products:
+                    break
+                assert time.monotonic() < deadline, (answer, log.read_text())
+                time.sleep(0.1)
+
+            new_price = round(price * 0.7, 2)
+            sent_at = time.time()
+            client(catalog_key).track(
+                anonymous_id="catalog-service",
+                event="Product Price Changed",
+                properties={"product_id": product_id, "price": new_price},
+            )
+            assert errors == []
+            assert hook.wait_for(lambda rs: len(rs) >= 1, timeout=10), log.read_text()
+            first = hook.requests[0]
+            latency = first.received_at - sent_at
+            print(f"price change -> signed webhook received: {latency * 1000:.0f} ms")
+            assert latency <= 1.0
+            time.sleep(1.0)  # nothing else arrives: one message
+            assert len(hook.requests) == 1
+        finally:
+            os.killpg(stream.pid, signal.SIGTERM)
+            stream.wait(timeout=30)
+    verify(file_secret(built_home, "email"), first.headers["x-cdp-signature"], first.body)
+    assert first.key
+    message = orjson.loads(first.body)
+    assert message["customer_id"] == customer_id
+    assert [item["product_id"] for item in message["items"]] == [product_id]
+    assert product_name in message["subject"]
