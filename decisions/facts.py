@@ -28,6 +28,10 @@ from snapshots import TIMESTAMP_TEXT_FORMAT
 MAX_IDS_PER_QUERY: Final[int] = 900
 #: Channels whose consent the golden record carries (customers.has_<channel>_consent).
 CONSENT_CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push")
+#: The resolved consent per customer and channel (dbt/models/marts/consent/customer_consents):
+#: what decisions read when the snapshot has it (snapshots published before it read the golden
+#: record's columns). Not in FACT_TABLES, so an older snapshot still serves.
+CONSENTS_TABLE: Final[str] = "customer_consents"
 #: The snapshot tables this module reads (a snapshot published before them cannot serve).
 FACT_TABLES: Final[tuple[str, ...]] = (
     "customers",
@@ -89,6 +93,33 @@ class _Reader:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._has_consents: bool | None = None
+
+    @property
+    def has_consents(self) -> bool:
+        """Whether the snapshot carries the resolved consents (asked once per reader)."""
+        if self._has_consents is None:
+            self._has_consents = (
+                self.conn.execute(
+                    "select 1 from sqlite_master where type = 'table' and name = ?",
+                    (CONSENTS_TABLE,),
+                ).fetchone()
+                is not None
+            )
+        return self._has_consents
+
+    def consents(self, where: str, params: Sequence[Any]) -> dict[str, dict[str, bool]]:
+        """customer_id -> {channel: is_granted} of the resolved consents (none: no table)."""
+        if not self.has_consents:
+            return {}
+        return {
+            customer: {row[1]: bool(row[2]) for row in group}
+            for customer, group in self.grouped(
+                f"select customer_id, channel, is_granted from {CONSENTS_TABLE} where {where} "
+                "order by customer_id",
+                params,
+            )
+        }
 
     def execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         try:
@@ -139,6 +170,7 @@ class _Reader:
             )
         }
         traits = self._traits(where, params)
+        resolved = self.consents(where, params)
         affinity: dict[str, dict[str, float]] = {}
         purchased: dict[str, dict[str, datetime]] = {}
         for customer, group in self.grouped(
@@ -175,10 +207,15 @@ class _Reader:
             n = len(CONSENT_CHANNELS)
             values, sources = row[5 : 5 + n], row[5 + n : 5 + 2 * n]
             trait_row = traits.get(customer_id, {})
-            consents = {
-                channel: _consent(value, source)
-                for channel, value, source in zip(CONSENT_CHANNELS, values, sources, strict=True)
-            }
+            consents = resolved_consents(
+                resolved.get(customer_id),
+                {
+                    channel: _consent(value, source)
+                    for channel, value, source in zip(
+                        CONSENT_CHANNELS, values, sources, strict=True
+                    )
+                },
+            )
             out[customer_id] = CustomerFacts(
                 customer_id=customer_id,
                 assignment_id=assignment.get(customer_id) or customer_id,
@@ -218,6 +255,25 @@ def _consent(value: int | None, source: str | None) -> bool | None:
     if value is None or (source is None and not value):
         return None
     return bool(value)
+
+
+def resolved_consents(
+    resolved: Mapping[str, bool] | None, golden: Mapping[str, bool | None]
+) -> dict[str, bool | None]:
+    """A customer's consent per channel: the resolved consents when they have any statement.
+
+    ``customer_consents`` holds every statement the golden record's columns are made of
+    (people records, consents sources) plus email unsubscribes and the decision log's consent
+    events, so a customer with rows there is read from them alone; a channel without a row is
+    None (never stated: ``consent:missing``), whatever the channel. A customer without rows
+    has no statement anywhere, and the golden record's columns say the same (None), except in
+    snapshots published before the consent marts, which are read as they were.
+    """
+    if not resolved:
+        return dict(golden)
+    out: dict[str, bool | None] = dict.fromkeys(CONSENT_CHANNELS)
+    out.update(resolved)
+    return out
 
 
 def reachable_channels(

@@ -72,6 +72,10 @@ class _Store(Protocol):
 
     def withdrawn_many(self, groups: Any, channel: str) -> set[str]: ...
 
+    def record_consent(
+        self, customer_id: str, channel: str, granted: bool, at: datetime, source: str
+    ) -> None: ...
+
 
 def person_ids(facts: CustomerFacts) -> frozenset[str]:
     """Every id whose sends and withdrawals count for this person."""

@@ -13,5 +13,6 @@ the log into the lake so the batch graph sees the same events.
   profile it keeps, one transaction per batch together with its offset;
 - ``outbox``/``delivery``/``signing``: signed, retried, dead-lettered webhook delivery;
   ``receiver``: the reference webhook receiver the demo runs (a real channel replaces it);
+- ``consent``: real-time consent statements (``Consent Updated``) into the decision log;
 - ``fold``: the log as landing files of ordinary sources, exactly once.
 """

@@ -19,6 +19,11 @@ Semantics in brief (Segment's spec where it has one):
 - Time: ``timestamp`` (or ``originalTimestamp``) in ISO 8601; missing means the receive time;
   with ``sentAt`` as well the client's clock skew is corrected as Segment does
   (``received - (sentAt - timestamp)``). Further ahead than ``max_future_seconds``: refused.
+- Consent: ``track`` named ``Consent Updated`` (``events.types.CONSENT_EVENT_NAME``) needs
+  ``properties.channel`` (a channel name: lower-case letters, digits and ``_``, e.g. ``email``,
+  ``sms``, ``push``) and ``properties.granted`` (a JSON boolean; ``"false"`` or ``0`` is refused,
+  never guessed: a withdrawal read as a grant would send to someone who said no), and a person
+  (``userId``, ``anonymousId`` or ``context.traits`` email/phone).
 - A missing ``messageId`` is derived from the sha256 of the canonical payload, so a replayed
   payload still deduplicates. ``sentAt`` and ``writeKey`` are not part of the payload hash (a
   retry sends a new ``sentAt``).
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +44,7 @@ import orjson
 from events.config import RealtimeConfig
 from events.types import (
     CATALOG_KINDS,
+    CONSENT_EVENT_NAME,
     PRODUCT_KINDS,
     SEGMENT_TRACK_KINDS,
     EventKind,
@@ -246,6 +253,8 @@ def _validate(
             "missing_field",
             f"'{name or kind}' needs properties.product_id or properties.products[].product_id",
         )
+    if kind == EventKind.CONSENT:
+        consent_statement(raw.get("properties"))
     occurred_at = _occurred_at(raw, received_at)
     ahead = (occurred_at - received_at).total_seconds()
     if ahead > config.intake.max_future_seconds:
@@ -288,6 +297,36 @@ def _validate(
         body=body,
         payload_sha256=payload_sha256,
     )
+
+
+#: A consent event's channel: a lower-case channel name as ``cdp.yml`` and decisions spell it.
+_CHANNEL_PATTERN: Final[re.Pattern[str]] = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def consent_statement(properties: Any) -> tuple[str, bool]:
+    """``(channel, granted)`` of a ``Consent Updated`` event's properties; Refused if invalid.
+
+    The processor reads the stored body with this same function, so what the intake accepted
+    is exactly what it applies.
+    """
+    if not isinstance(properties, dict):
+        raise Refused(
+            "missing_field", f"'{CONSENT_EVENT_NAME}' needs properties.channel and .granted"
+        )
+    channel = properties.get("channel")
+    if channel is None or channel == "":
+        raise Refused("missing_field", f"'{CONSENT_EVENT_NAME}' needs properties.channel")
+    if not isinstance(channel, str) or not _CHANNEL_PATTERN.fullmatch(channel):
+        raise Refused(
+            "invalid_field",
+            "properties.channel must be a channel name in lower case (email, sms, push, ...)",
+        )
+    granted = properties.get("granted")
+    if granted is None:
+        raise Refused("missing_field", f"'{CONSENT_EVENT_NAME}' needs properties.granted")
+    if not isinstance(granted, bool):
+        raise Refused("invalid_field", "properties.granted must be true or false (a boolean)")
+    return channel, granted
 
 
 def _kind(segment_type: str, raw: Mapping[str, Any]) -> tuple[EventKind, str | None]:
@@ -435,6 +474,7 @@ __all__ = [
     "BatchParse",
     "Refused",
     "canonical_sha256",
+    "consent_statement",
     "parse_batch",
     "parse_event",
     "parse_single",

@@ -36,6 +36,7 @@ import orjson
 from decisions.service import DecisionService
 from decisions.store import DecisionStore, default_store_path
 from events.config import RealtimeConfig, load_realtime
+from events.consent import apply_consent
 from events.live import apply_event, move_customer, prune_views
 from events.outbox import to_micros
 from events.resolve import SnapshotSource, SnapshotView, resolve_event
@@ -230,9 +231,10 @@ class StreamProcessor:
                     event,
                     self.config.live,
                 )
-            self.triggers.on_event(
-                conn, snapshot, event, None if resolution is None else resolution.customer_id
-            )
+            customer_id = None if resolution is None else resolution.customer_id
+            # a consent statement goes to the decision log first: every path that sends reads it
+            apply_consent(self.service.store, event, customer_id)
+            self.triggers.on_event(conn, snapshot, event, customer_id)
         except sqlite3.OperationalError:
             conn.execute("rollback to event")
             conn.execute("release event")

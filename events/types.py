@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 
 class EventKind(StrEnum):
@@ -38,9 +38,17 @@ class EventKind(StrEnum):
     #: catalog events a server sends: a new price, a product's name/category/brand
     PRICE_CHANGE = "price_change"
     PRODUCT_UPDATE = "product_update"
+    #: ``Consent Updated``: a person grants or withdraws a channel (``properties.channel``,
+    #: ``properties.granted``); the processor appends it to the decision log's consent events
+    CONSENT = "consent"
     #: any other ``track`` name; ``LoggedEvent.event`` keeps the name
     CUSTOM = "custom"
 
+
+#: The ``track`` name of a consent statement. Segment's spec has no consent event (its Consent
+#: Management sends ``Segment Consent Preference Updated`` with categories, not channels), so the
+#: platform names its own in the spec's "Object Action" style.
+CONSENT_EVENT_NAME: Final[str] = "Consent Updated"
 
 #: Segment's e-commerce spec names (and two of its B2C names) -> canonical kinds.
 SEGMENT_TRACK_KINDS: Mapping[str, EventKind] = {
@@ -54,6 +62,7 @@ SEGMENT_TRACK_KINDS: Mapping[str, EventKind] = {
     "Signed In": EventKind.LOGIN,
     "Product Price Changed": EventKind.PRICE_CHANGE,
     "Product Updated": EventKind.PRODUCT_UPDATE,
+    CONSENT_EVENT_NAME: EventKind.CONSENT,
 }
 
 #: Kinds that need a product: ``properties.product_id`` (or ``products[].product_id``).

@@ -248,6 +248,28 @@ TABLES: Final[tuple[TableSpec, ...]] = (
         required=("customer_id", "assignment_id"),
         without_rowid=True,
     ),
+    # Consent (dbt/models/marts/consent/): the resolved state per customer and channel that
+    # decisions read and the API serves, and the statements it was resolved from, both
+    # clustered by customer (one customer's consents, or their history, are one range).
+    TableSpec(
+        "customer_consents",
+        ("customer_id", "channel"),
+        required=("customer_id", "channel", "is_granted", "source", "changed_at"),
+        without_rowid=True,
+    ),
+    TableSpec(
+        "customer_consent_history",
+        ("customer_id", "channel", "statement_number"),
+        required=(
+            "customer_id",
+            "channel",
+            "statement_number",
+            "is_granted",
+            "source",
+            "changed_at",
+        ),
+        without_rowid=True,
+    ),
 )
 
 #: Names of the snapshot tables (each a dbt mart of the same name).

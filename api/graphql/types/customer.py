@@ -10,7 +10,7 @@ from api.graphql.budget import list_size
 from api.graphql.pagination import decode_cursor, encode_cursor, page_size
 from api.graphql.permissions import requires
 from api.graphql.pii import Pii, personal, personal_fields
-from api.graphql.types.consent import Consent
+from api.graphql.types.consent import CONSENT_CHANNELS, Consent, customer_consents
 from api.graphql.types.decision import MAX_RECENT_DECISIONS, Decision, sale_ids
 from api.graphql.types.event import Event, EventConnection, EventEdge
 from api.graphql.types.identifier import Identifier
@@ -36,7 +36,6 @@ from identity import PERSONAL_ATTRIBUTES  # personal data: names, email, phone, 
 
 #: Golden-record attributes that carry ``<attribute>_source`` and ``<attribute>_updated_at``.
 SURVIVING_ATTRIBUTES: Final[tuple[str, ...]] = (*PERSONAL_ATTRIBUTES, "region", "country")
-CONSENT_CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push")
 _WITHOUT_PII_READ = " Personal data: '***' without pii:read."
 
 
@@ -134,19 +133,11 @@ class Customer:
         ]
 
     @strawberry.field(
-        description="Marketing consent per channel (latest statement wins).",
+        description="Marketing consent per channel (latest statement wins), with its history.",
         metadata=list_size(len(CONSENT_CHANNELS)),
     )
-    def consents(self) -> list[Consent]:
-        return [
-            Consent(
-                channel=channel,
-                is_granted=bool(self.row.get(f"has_{channel}_consent")),
-                source=self.row.get(f"has_{channel}_consent_source"),
-                updated_at=self.row.get(f"has_{channel}_consent_updated_at"),
-            )
-            for channel in CONSENT_CHANNELS
-        ]
+    async def consents(self, info: strawberry.Info) -> list[Consent]:
+        return await customer_consents(info, self.row)
 
     @strawberry.field(description="Every identifier per source, incl. ids retired by merges.")
     async def identifiers(
