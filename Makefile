@@ -30,6 +30,9 @@ generate: venv
 	else \
 		$(BIN)/cdp generate --persons $(DEMO_PERSONS) --seed $(DEMO_SEED) --out "$(CDP_HOME)"; \
 	fi
+	@# the demo's privacy key (keyed hashes of personal identifiers); kept if it exists: a new
+	@# key would orphan the hashes stored under the old one
+	@$(BIN)/cdp privacy key create
 
 run: venv
 	$(BIN)/cdp run
@@ -38,6 +41,7 @@ run: venv
 # get, and an email platform's (asks for decisions, reports outcomes; masked).
 keys: venv
 	@mkdir -p "$(CDP_HOME)"
+	@$(BIN)/cdp privacy key create
 	@if [ ! -f "$(CDP_HOME)/demo_admin.key" ]; then \
 		$(BIN)/cdp api-key create --name demo-admin --replace \
 			--scopes profile:read,pii:read,segments:read,decisions:write,decisions:read,admin \

@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -56,6 +57,10 @@ from api.security import create_key  # noqa: E402
 from dagster_project.lib.publish import publish_snapshot  # noqa: E402
 from snapshots import read_current, read_manifest, snapshot_folder  # noqa: E402
 from tests.support.marts import mart_columns  # noqa: E402
+
+# `cdp run`, `cdp serve` and `cdp stream` refuse to start without a privacy key; the
+# benchmark's own homes get one for this process and the commands it starts.
+os.environ.setdefault("CDP_PRIVACY_KEY", secrets.token_hex(32))
 
 EMAILS_IN_ROTATION = 20_000
 SUSTAINED_RATE = 200

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import secrets
 import shutil
 import sqlite3
 import sys
@@ -43,6 +45,10 @@ from decisions.facts import iter_all_facts, load_sales  # noqa: E402
 from decisions.policy import load_policy  # noqa: E402
 from decisions.service import DecisionService  # noqa: E402
 from decisions.store import DecisionStore  # noqa: E402
+
+# `cdp run`, `cdp serve` and `cdp stream` refuse to start without a privacy key; the
+# benchmark's own homes get one for this process and the commands it starts.
+os.environ.setdefault("CDP_PRIVACY_KEY", secrets.token_hex(32))
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 BATCH_TARGET_SECONDS = 60.0

@@ -55,6 +55,7 @@ import asyncio
 import base64
 import bisect
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -87,6 +88,10 @@ from events.processor import CONSUMER
 from events.signing import SIGNATURE_HEADER, SignatureError, file_secret, verify
 from events.write_keys import create_write_key
 from snapshots import DATABASE_FILE, read_current, snapshot_folder
+
+# `cdp run`, `cdp serve` and `cdp stream` refuse to start without a privacy key; the
+# benchmark's own homes get one for this process and the commands it starts.
+os.environ.setdefault("CDP_PRIVACY_KEY", secrets.token_hex(32))
 
 LIVE_P99_TARGET_MS = 100.0
 WEBHOOK_P99_TARGET_S = 1.0

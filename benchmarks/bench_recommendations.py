@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -42,6 +43,10 @@ from dagster_project.lib.recommend import (  # noqa: E402
 )
 from dagster_project.lib.recommend.inputs import end_of_day  # noqa: E402
 from dagster_project.lib.recommend.strategies import CATEGORY_AFFINITY  # noqa: E402
+
+# `cdp run`, `cdp serve` and `cdp stream` refuse to start without a privacy key; the
+# benchmark's own homes get one for this process and the commands it starts.
+os.environ.setdefault("CDP_PRIVACY_KEY", secrets.token_hex(32))
 
 END = date(2026, 10, 31)
 TARGET_RATIO = 1.5

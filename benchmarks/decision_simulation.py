@@ -55,6 +55,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -84,6 +85,10 @@ from decisions.service import DecisionService
 from decisions.store import DecisionStore
 from decisions.types import CustomerFacts, Decision, Sale, SaleItem
 from snapshots.layout import DATABASE_FILE, read_current, snapshot_folder
+
+# `cdp run`, `cdp serve` and `cdp stream` refuse to start without a privacy key; the
+# benchmark's own homes get one for this process and the commands it starts.
+os.environ.setdefault("CDP_PRIVACY_KEY", secrets.token_hex(32))
 
 logger = logging.getLogger(__name__)
 

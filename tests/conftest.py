@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -14,6 +15,18 @@ from dagster_project.lib.settings import PlatformSettings
 WORLD_END = date(2026, 10, 31)
 WORLD_PERSONS = 400
 WORLD_SEED = 7
+#: The privacy key every test runs under (the platform refuses to start without one); the
+#: subprocesses tests start (`cdp run`, `cdp serve`, `cdp stream`) inherit it. Tests of the
+#: key itself unset it.
+TEST_PRIVACY_KEY = "7e57" * 16
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test privacy key for the whole process: module- and session-scoped fixtures (and
+    the servers they start) run before any function-scoped fixture could set it."""
+    del config
+    os.environ["CDP_PRIVACY_KEY"] = TEST_PRIVACY_KEY
+    os.environ.pop("CDP_PRIVACY_KEY_FILE", None)
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +35,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     monkeypatch.setenv("CDP_HOME", str(tmp_path / "cdp_home_default"))
     monkeypatch.delenv("CDP_CONFIG", raising=False)
     monkeypatch.delenv("CDP_AS_OF", raising=False)
+    monkeypatch.setenv("CDP_PRIVACY_KEY", TEST_PRIVACY_KEY)
+    monkeypatch.delenv("CDP_PRIVACY_KEY_FILE", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home_default"))
     (tmp_path / "dagster_home_default").mkdir()
     yield

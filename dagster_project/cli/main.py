@@ -24,6 +24,7 @@ from dagster_project.cli.identity import app as identity_app
 from dagster_project.cli.intake import events_app, write_key_app
 from dagster_project.cli.logs import terminal_logging
 from dagster_project.cli.outbox import outbox_app, webhook_receiver
+from dagster_project.cli.privacy import privacy_app, require_privacy_key
 from dagster_project.cli.serve import api_key_app, serve
 from dagster_project.cli.stream import stream
 from dagster_project.lib.config import ConfigError, IngestLimits, load_config
@@ -170,6 +171,7 @@ def run(
     level = _log_level(verbose)
     overrides: dict[str, date] = {"as_of": as_of.date()} if as_of else {}
     settings = PlatformSettings(**overrides)
+    require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
     with (
         terminal_logging(level, console, summarized=[EVENTS_LOGGER.name]),
         _progress() as progress,
@@ -274,3 +276,4 @@ app.add_typer(decisions_app, name="decisions", help="The decision log: export it
 app.add_typer(outbox_app, name="outbox", help="Trigger messages: status, dead letters, replay.")
 app.command("webhook-receiver")(webhook_receiver)
 app.command()(stream)
+app.add_typer(privacy_app, name="privacy", help="The privacy key; access exports of a person.")

@@ -44,11 +44,13 @@ def serve(
     from api.security import KeyFileError, load_keys_file
     from api.settings import ApiSettings
     from api.transport import TransportSettings, protocol_factory, settings_error
+    from dagster_project.cli.privacy import require_privacy_key
     from decisions.policy import PolicyError
     from events.config import RealtimeConfigError, load_realtime
 
     os.environ.update(_settings_env(home))
     settings = ApiSettings()
+    require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
     try:
         transport = TransportSettings()
     except ValidationError as exc:

@@ -55,9 +55,11 @@ def stream(
 
     if home is not None:
         os.environ["CDP_HOME"] = str(home.resolve())
+    from dagster_project.cli.privacy import require_privacy_key
     from dagster_project.lib.settings import PlatformSettings
 
     settings = PlatformSettings()
+    require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
     cdp_home = settings.home.resolve()
     stop = threading.Event()
 

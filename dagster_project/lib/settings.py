@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,16 @@ class PlatformSettings(BaseSettings):
     home: Path = Field(default=Path(".cdp"), description="root of everything the platform writes")
     config: Path | None = Field(default=None, description="cdp.yml; default CDP_HOME/cdp.yml")
     as_of: date | None = Field(default=None, description="behave as if today were this date")
+    privacy_key: SecretStr | None = Field(
+        default=None,
+        description="CDP_PRIVACY_KEY: the key of keyed hashes of personal identifiers (hex; "
+        "several comma-separated, current first); see privacy.keys",
+    )
+    privacy_key_file: Path | None = Field(
+        default=None,
+        description="CDP_PRIVACY_KEY_FILE: file holding the privacy key(s) when CDP_PRIVACY_KEY "
+        "is not set; default CDP_HOME/secrets/privacy_key",
+    )
 
     @property
     def config_path(self) -> Path:
