@@ -30,16 +30,18 @@ from dagster_project.defs.ingest.assets import build_ingest_assets
 from dagster_project.defs.ingest.checks import build_ingest_checks
 from dagster_project.defs.ingest.sensors import build_landing_sensor
 from dagster_project.defs.models.assets import customer_scores
+from dagster_project.defs.privacy.assets import RETENTION_ASSET_KEY, build_retention_asset
 from dagster_project.defs.publish.assets import build_publish_assets
 from dagster_project.defs.publish.checks import build_publish_checks
 from dagster_project.defs.recommendations.assets import recommendations
 from dagster_project.defs.resources import CdpResource
-from dagster_project.defs.schedules import build_full_refresh
+from dagster_project.defs.schedules import build_full_refresh, build_retention_schedule
 from dagster_project.defs.segments.assets import behavioural_clusters
 from dagster_project.lib.config import ConfigError
 from dagster_project.lib.logs import DEFAULT_LOG_LEVEL, chosen_log_level
 from dagster_project.lib.settings import PlatformSettings
 from identity import IdentitySettingsError
+from privacy.retention import retention_problems
 
 
 def run_console_config(level: int) -> dict[str, Any]:
@@ -69,12 +71,16 @@ def build_definitions(
         raise ConfigError(str(exc)) from exc
     config = loaded.config
     policy = decisions_policy(loaded)  # the decisions: section fails here too, naming its key
+    problems = retention_problems(config.privacy, config.realtime, policy)
+    if problems:  # a retention too short for caps or the live profile fails here, naming its key
+        raise ConfigError(f"{loaded.path}: " + "; ".join(problems))
     ingest_assets = build_ingest_assets(config)
     run_config = run_console_config(log_level)
     # the daily refresh (and its e-mail batch) runs as a decision period starts
     full_refresh_job, daily_full_refresh = build_full_refresh(
         run_config, hour=policy.period_start_hour
     )
+    retention_job, daily_retention = build_retention_schedule(RETENTION_ASSET_KEY, run_config)
     return dg.Definitions(
         assets=[
             realtime_events_fold,
@@ -88,6 +94,7 @@ def build_definitions(
             decision_log,
             decision_measurement,
             *build_batch_assets(policy),
+            build_retention_asset(config),
         ],
         asset_checks=[
             offsets_accounted_for,
@@ -96,8 +103,8 @@ def build_definitions(
             *build_publish_checks(),
         ],
         sensors=[build_landing_sensor(ingest_assets, run_config=run_config)],
-        schedules=[daily_full_refresh],
-        jobs=[full_refresh_job],
+        schedules=[daily_full_refresh, daily_retention],
+        jobs=[full_refresh_job, retention_job],
         resources={"cdp": cdp, "dbt": dbt_cli_resource()},
     )
 

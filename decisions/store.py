@@ -1079,6 +1079,120 @@ class DecisionStore:
             ).fetchone()
         return {"sent": sent, "not_sent": total - sent, **dict(sorted(result.items()))}
 
+    # -- retention ---------------------------------------------------------------------------
+
+    def purge_before(self, cutoff: datetime) -> dict[str, int]:
+        """Remove the decisions whose whole period ended before ``cutoff``; rows per table.
+
+        The log's one deliberate exception to append-only, for the retention asset
+        (``privacy.retention``). Removed, in one ``BEGIN IMMEDIATE`` transaction: choices decided
+        and expired before ``cutoff`` (a choice whose period is still running stays, so a decide
+        in that period still finds it: idempotency holds), their deliveries made before
+        ``cutoff``, and outcomes that occurred before it. A choice one of whose deliveries is
+        younger (clocks are not monotone) stays with it, so no delivery loses its choice.
+        Consent events are never removed: they are the record of consent (missing means no).
+        The newest row of each table stays whatever its age: rowids are the export's
+        watermarks, and SQLite gives a new row the largest rowid plus one, so an emptied table
+        would hand out rowids the export has passed already.
+
+        The DELETE triggers are dropped and recreated inside that transaction: other processes
+        wait for the write lock and never see the log without them, and a crash rolls the drop
+        back with the deletes. Callers keep what caps and the adaptive frequency still count:
+        ``privacy.retention`` refuses a retention shorter than the widest cap window or the
+        90-day engagement look-back.
+        """
+        at = to_micros(cutoff)
+        expired = "select decision_id from choices where expires_at < ? and decided_at < ?"
+        with self._lock, self._write() as conn:
+            for table in ("choices", "deliveries", "outcomes"):
+                conn.execute(f"drop trigger if exists {table}_no_delete")
+            deliveries = conn.execute(
+                f"delete from deliveries where delivered_at < ? and decision_id in ({expired}) "
+                "and rowid < (select max(rowid) from deliveries)",
+                (at, at, at),
+            ).rowcount
+            outcomes = conn.execute(
+                "delete from outcomes where occurred_at < ? "
+                "and rowid < (select max(rowid) from outcomes)",
+                (at,),
+            ).rowcount
+            choices = conn.execute(
+                "delete from choices where expires_at < ? and decided_at < ? and not exists "
+                "(select 1 from deliveries d where d.decision_id = choices.decision_id) "
+                "and rowid < (select max(rowid) from choices)",
+                (at, at),
+            ).rowcount
+            for table in ("choices", "deliveries", "outcomes"):
+                conn.execute(
+                    f"create trigger {table}_no_delete before delete on {table} "
+                    f"begin select raise(abort, '{table} is append-only'); end"
+                )
+        return {"choices": choices, "deliveries": deliveries, "outcomes": outcomes}
+
+    def purge_export(self, out_dir: Path, cutoff: datetime) -> dict[str, int]:
+        """Bring the export's day files before ``cutoff`` in line with a purged log; files
+        removed or rewritten per table.
+
+        Every day file starting before ``cutoff`` is rewritten from the log as it is now (what
+        ``purge_before`` kept of that day: a choice still in its period, say), or deleted when
+        nothing of the day is left; the manifest is updated with their rows and bytes (and the
+        watermark digests, whose rows may be gone), so the next incremental export trusts it
+        and brings nothing back. No export yet: nothing to do. A manifest that cannot be
+        trusted: a full export, which writes only what the log holds.
+        """
+        out = Path(out_dir)
+        changed = {name: 0 for name in _EXPORT_QUERIES}
+        if not (out / EXPORT_MANIFEST).is_file():
+            return changed
+        before = to_micros(cutoff)
+        tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        with _folder_locked(out):
+            _remove_temporaries(out)
+            manifest = _read_manifest(out)
+            with self._lock, self._read() as conn:
+                problem = (
+                    "unreadable manifest"
+                    if manifest is None
+                    else _manifest_problem_or_damage(conn, out, manifest)
+                )
+                if manifest is not None and not problem:
+                    tables = {name: dict(days) for name, days in manifest["tables"].items()}
+                    for name, query in _EXPORT_QUERIES.items():
+                        for day, span in sorted(tables[name].items()):
+                            if _day_bounds(day)[0] >= before:
+                                continue
+                            path = out / name / f"{day}.parquet"
+                            temp = path.with_name(f".{path.name}{tag}")
+                            first, last = int(span["first"]), int(span["last"])
+                            try:
+                                rows = _write_day(conn, name, query, day, first, last, temp, 50_000)
+                                if rows == int(span["rows"]):
+                                    continue
+                                changed[name] += 1
+                                if rows == 0:
+                                    path.unlink(missing_ok=True)
+                                    del tables[name][day]
+                                    continue
+                                _fsync(temp)
+                                span = {**span, "rows": rows, "bytes": temp.stat().st_size}
+                                os.replace(temp, path)
+                                tables[name][day] = span
+                            finally:
+                                temp.unlink(missing_ok=True)
+                    sources = {
+                        source: _source_state(conn, source, int(state["watermark"]))
+                        for source, state in manifest["sources"].items()
+                    }
+            if manifest is not None and not problem:
+                if any(changed.values()) or sources != manifest["sources"]:
+                    for name in _EXPORT_QUERIES:
+                        _fsync(out / name)
+                    _write_manifest(out, sources, tables)
+                return changed
+        logger.warning("decision log export: %s; exporting in full after the purge", problem)
+        result = self.export(out, full=True)
+        return {name: len(days) for name, days in result.days.items()}
+
     # -- export ------------------------------------------------------------------------------
 
     def export(

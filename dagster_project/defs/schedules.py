@@ -42,3 +42,36 @@ def build_full_refresh(
         ),
     )
     return job, schedule
+
+
+RETENTION_JOB = "privacy_retention"
+
+
+def build_retention_schedule(
+    asset_key: dg.AssetKey, run_config: dict[str, Any] | None = None, *, hour: int = 3
+) -> tuple[dg.UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
+    """The retention asset alone, daily at ``hour``:00 UTC (the daily refresh runs it too).
+
+    Its own schedule so old data goes every day even when the full refresh is paused or fails
+    earlier in its graph; a second run the same day removes nothing.
+    """
+    if not 0 <= hour <= 23:
+        raise ValueError(f"the schedule's hour must be 0-23, got {hour}")
+    job = dg.define_asset_job(
+        RETENTION_JOB,
+        selection=dg.AssetSelection.assets(asset_key),
+        description="Removes event and decision data older than privacy.retention.",
+        config=run_config,
+    )
+    schedule = dg.ScheduleDefinition(
+        name="daily_privacy_retention",
+        job=job,
+        cron_schedule=f"0 {hour} * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Every day at {hour:02d}:00 UTC: event and decision data older than "
+            "privacy.retention (cdp.yml) leave the logs, the live state and the lake."
+        ),
+    )
+    return job, schedule

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from decisions.policy import DecisionsPolicy, format_error
 from events.config import RealtimeConfig, check_against_policy
 from identity import IDENTITY_ATTRIBUTES, ColumnMapping, ColumnRef
+from privacy.config import PrivacyConfig
 
 
 class ConfigError(ValueError):
@@ -442,6 +443,8 @@ class CdpConfig(_Strict):
     decisions: DecisionsPolicy = Field(default_factory=DecisionsPolicy)
     #: the real-time path: triggers, channel webhooks, intake limits (the events library's)
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+    #: retention of event and decision data (the privacy library's)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _triggers_fit_the_policy(self) -> CdpConfig:

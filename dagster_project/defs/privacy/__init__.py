@@ -1,0 +1,1 @@
+"""Privacy assets: the retention of event and decision data."""
