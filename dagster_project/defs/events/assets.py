@@ -51,7 +51,7 @@ def fold_metadata(report: FoldReport, missing_sources: list[str]) -> dict[str, o
         ),
     }
     notes: list[str] = []
-    if missing_sources:
+    if missing_sources and report.head > 0:  # events arrived that the batch will not see
         notes.append(
             f"cdp.yml declares no source {', '.join(missing_sources)}: folded files are not "
             "ingested; add the source(s) (see `cdp generate`'s cdp.yml)"
