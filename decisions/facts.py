@@ -108,15 +108,18 @@ class _Reader:
             )
         return self._has_consents
 
-    def consents(self, where: str, params: Sequence[Any]) -> dict[str, dict[str, bool]]:
-        """customer_id -> {channel: is_granted} of the resolved consents (none: no table)."""
+    def consents(
+        self, where: str, params: Sequence[Any]
+    ) -> dict[str, dict[str, tuple[bool, datetime | None]]]:
+        """customer_id -> {channel: (is_granted, when stated)} of the resolved consents (none:
+        no table)."""
         if not self.has_consents:
             return {}
         return {
-            customer: {row[1]: bool(row[2]) for row in group}
+            customer: {row[1]: (bool(row[2]), parse_timestamp(row[3])) for row in group}
             for customer, group in self.grouped(
-                f"select customer_id, channel, is_granted from {CONSENTS_TABLE} where {where} "
-                "order by customer_id",
+                f"select customer_id, channel, is_granted, changed_at from {CONSENTS_TABLE} "
+                f"where {where} order by customer_id",
                 params,
             )
         }
@@ -207,8 +210,9 @@ class _Reader:
             n = len(CONSENT_CHANNELS)
             values, sources = row[5 : 5 + n], row[5 + n : 5 + 2 * n]
             trait_row = traits.get(customer_id, {})
+            statements = resolved.get(customer_id, {})
             consents = resolved_consents(
-                resolved.get(customer_id),
+                {channel: granted for channel, (granted, _) in statements.items()},
                 {
                     channel: _consent(value, source)
                     for channel, value, source in zip(
@@ -222,6 +226,9 @@ class _Reader:
                 first_name=first_name,
                 last_name=last_name,
                 consents=consents,
+                consent_changed_at={
+                    channel: at for channel, (_, at) in statements.items() if at is not None
+                },
                 segments=segments.get(customer_id, no_names),
                 traits=trait_row,
                 category_last_purchased_at=purchased.get(customer_id, {}),

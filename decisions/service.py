@@ -61,7 +61,7 @@ class _Store(Protocol):
         caps: Sequence[CapRule],
         customer_ids: Any,
         now: datetime,
-        consent_required: bool,
+        consent_required: bool | datetime,
     ) -> Decision: ...
 
     def deliver_many(self, items: Any, now: datetime) -> list[Decision]: ...
@@ -70,7 +70,7 @@ class _Store(Protocol):
 
     def engagement_many(self, groups: Any, since: datetime) -> dict[str, Engagement]: ...
 
-    def withdrawn_many(self, groups: Any, channel: str) -> set[str]: ...
+    def withdrawn_many(self, groups: Any, channel: str, granted_since: Any = None) -> set[str]: ...
 
     def record_consent(
         self, customer_id: str, channel: str, granted: bool, at: datetime, source: str
@@ -96,6 +96,17 @@ def refusal(facts: CustomerFacts, channel: str) -> str | None:
     if consent is True:
         return None
     return f"consent:{'denied' if consent is False else 'missing'}:{channel}"
+
+
+def consent_basis(facts: CustomerFacts, channel: str) -> bool | datetime:
+    """What the store's consent check needs: False for a display channel, else True, or the
+    time of the facts' grant so a withdrawal in the log older than it (a re-subscription the
+    batch has seen since) no longer refuses."""
+    if channel not in MESSAGE_CHANNELS:
+        return False
+    if facts.consents.get(channel) is True and channel in facts.consent_changed_at:
+        return facts.consent_changed_at[channel]
+    return True
 
 
 def refused(decision: Decision, reason: str) -> Decision:
@@ -242,7 +253,7 @@ class DecisionService:
             caps=caps,
             customer_ids=ids,
             now=now,
-            consent_required=channel in MESSAGE_CHANNELS,
+            consent_required=consent_basis(facts, channel),
         )
 
     def decide_trigger(
@@ -291,7 +302,7 @@ class DecisionService:
             caps=caps,
             customer_ids=ids,
             now=now,
-            consent_required=channel in MESSAGE_CHANNELS,
+            consent_required=consent_basis(facts, channel),
         )
 
     def decide_many(
@@ -323,7 +334,12 @@ class DecisionService:
                 for facts, reason in zip(customers, reasons, strict=True)
                 if reason is None
             }
-            withdrawn = self.store.withdrawn_many(groups, channel) if groups else set()
+            since = {
+                facts.customer_id: basis
+                for facts in customers
+                if isinstance(basis := consent_basis(facts, channel), datetime)
+            }
+            withdrawn = self.store.withdrawn_many(groups, channel, since) if groups else set()
             if withdrawn:
                 reasons = [
                     f"consent:withdrawn:{channel}"
@@ -353,7 +369,8 @@ class DecisionService:
                     if decision.send
                     else []
                 )
-                items.append((decision, caps, person_ids(facts), consent_required))
+                required = consent_basis(facts, channel) if consent_required else False
+                items.append((decision, caps, person_ids(facts), required))
             for i, delivered in zip(chosen, self.store.deliver_many(items, now), strict=True):
                 results[i] = delivered
         done = [decision for decision in results if decision is not None]

@@ -337,7 +337,7 @@ def _decision(choice: Sequence[Any], channel: str, send: bool, reasons: Sequence
 
 
 def _prepare(
-    items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool]],
+    items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool | datetime]],
 ) -> list[tuple[int, set[str], tuple[Any, ...]]]:
     """Per item: its period key (expires_at), the person's ids, its choice row to insert."""
     prepared = []
@@ -372,12 +372,22 @@ def cap_exceeded(sends: Sequence[int], at: int, window: int, max_sends: int) -> 
     return any(sum(1 for s in sends if end - window < s <= end) >= max_sends for end in ends)
 
 
+def _withdrawal_holds(latest: tuple[int, int, int], required: bool | datetime) -> bool:
+    """Whether the person's latest consent event in the log, ``(changed_at, id, is_granted)``,
+    refuses a send. A withdrawal holds unless ``required`` is the time of a grant the caller's
+    facts hold that was stated after it (a re-subscription the batch has seen since)."""
+    at, _, granted = latest
+    if granted:
+        return False
+    return not (isinstance(required, datetime) and to_micros(required) > at)
+
+
 def _verdict(
     decision: Decision,
     caps: Sequence[CapRule],
     ids: Collection[str],
     now: int,
-    consent_required: bool,
+    consent_required: bool | datetime,
     consent: Mapping[tuple[str, str], tuple[int, int, int]],
     sends: Mapping[str, Sequence[tuple[str, int, str]]],
 ) -> tuple[bool, tuple[str, ...]]:
@@ -388,7 +398,7 @@ def _verdict(
     channel = decision.channel
     if consent_required:
         events = [consent[(c, channel)] for c in ids if (c, channel) in consent]
-        if events and not max(events)[2]:
+        if events and _withdrawal_holds(max(events), consent_required):
             return False, (*reasons, f"consent:withdrawn:{channel}")
     blocked = []
     for cap in caps:
@@ -628,7 +638,7 @@ class DecisionStore:
         caps: Sequence[CapRule],
         customer_ids: Collection[str],
         now: datetime,
-        consent_required: bool,
+        consent_required: bool | datetime,
     ) -> Decision:
         """Log ``decision`` on its channel, atomically checking consent and caps; the result.
 
@@ -637,7 +647,9 @@ class DecisionStore:
         theme, subject, blocks; ``send``/``reasons`` stay the caller's verdict); return the stored
         delivery if this channel already had one (idempotent, not counted twice); otherwise
         decide this channel's send: a ``send=False`` decision is stored as is; with
-        ``consent_required`` a current withdrawal on the channel for any of ``customer_ids``
+        ``consent_required`` (True, or the time of the grant the caller's facts hold: a
+        withdrawal older than it no longer holds) a current withdrawal on the channel for any of
+        ``customer_ids``
         gives ``consent:withdrawn:<channel>``; each cap naming the channel that one more send at
         ``now`` would overfill gives ``cap:<name>``. ``customer_ids`` are the person's ids (the
         decision's customer id is always included) whose sends and withdrawals count together.
@@ -649,7 +661,7 @@ class DecisionStore:
 
     def deliver_many(
         self,
-        items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool]],
+        items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool | datetime]],
         now: datetime,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -675,7 +687,7 @@ class DecisionStore:
     def _deliver_chunk(
         self,
         conn: sqlite3.Connection,
-        items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool]],
+        items: Sequence[tuple[Decision, Sequence[CapRule], Collection[str], bool | datetime]],
         prepared: Sequence[tuple[int, set[str], tuple[Any, ...]]],
         now: int,
     ) -> list[Decision]:
@@ -884,13 +896,20 @@ class DecisionStore:
         with self._lock, self._read() as conn:
             return {ch: from_micros(at) for ch, at in self._withdrawn(conn, ids, None).items()}
 
-    def withdrawn_many(self, groups: Mapping[str, Collection[str]], channel: str) -> set[str]:
+    def withdrawn_many(
+        self,
+        groups: Mapping[str, Collection[str]],
+        channel: str,
+        granted_since: Mapping[str, datetime] | None = None,
+    ) -> set[str]:
         """Keys of ``groups`` (key -> the person's ids) whose person has withdrawn ``channel``.
 
         The batch asks this before deciding, to refuse without ranking; one query for all. It is
-        the rule ``deliver`` applies (the latest event over all of the person's ids), which still
-        checks atomically at delivery: a withdrawal logged in between is not missed.
+        the rule ``deliver`` applies (the latest event over all of the person's ids, unless a
+        grant in ``granted_since`` (key -> when the facts' grant was stated) came after it),
+        which still checks atomically at delivery: a withdrawal logged in between is not missed.
         """
+        since = granted_since or {}
         ids = sorted({c for members in groups.values() for c in members})
         if not ids:
             return set()
@@ -899,7 +918,7 @@ class DecisionStore:
         withdrawn = set()
         for key, members in groups.items():
             events = [latest[(c, channel)] for c in members if (c, channel) in latest]
-            if events and not max(events)[2]:
+            if events and _withdrawal_holds(max(events), since.get(key, True)):
                 withdrawn.add(key)
         return withdrawn
 

@@ -60,6 +60,9 @@ class CustomerFacts:
     last_name: str | None = None
     #: channel -> consent from the golden record: True, False, or None when none is recorded
     consents: Mapping[str, bool | None] = field(default_factory=dict)
+    #: channel -> when the resolved statement behind ``consents`` was made (when known): a
+    #: withdrawal in the decision log older than a grant stated since no longer holds
+    consent_changed_at: Mapping[str, datetime] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()
     #: the customer_traits row (purchase_probability, churn_risk, favourite_category, ...)
     traits: Mapping[str, Any] = field(default_factory=dict)

@@ -285,3 +285,27 @@ def test_the_batch_decides_for_many_customers(service: DecisionService) -> None:
     assert [d.decision_id for d in again] == [d.decision_id for d in decisions[:10]]
     assert [d.send for d in again] == [d.send for d in decisions[:10]]
     assert elapsed < 10, f"{elapsed:.1f} s for 2,000 customers"
+
+
+def test_a_grant_stated_after_a_withdrawal_lifts_it_on_every_path(
+    service: DecisionService,
+) -> None:
+    """An unsubscribe in the log, then a re-subscription the batch has seen since (the facts'
+    grant is newer): the customer hears from us again, on the single and the batch path. A
+    grant older than the withdrawal changes nothing."""
+    again, still = (_personal_customer(service, start) for start in (0, 100))
+    for customer in (again, still):
+        service.store.record_consent(customer, "email", False, NOW - timedelta(days=2), "test")
+    resubscribed = make_facts(again, consent_changed_at={"email": NOW - timedelta(days=1)})
+    stale = make_facts(still, consent_changed_at={"email": NOW - timedelta(days=3)})
+    assert service.decide(resubscribed, "email", "daily_email", NOW, sales=SALES).send
+    refused = service.decide(stale, "email", "daily_email", NOW, sales=SALES)
+    assert not refused.send and "consent:withdrawn:email" in refused.reasons
+    # the batch, the next day (the email cap of today is used by the send above)
+    tomorrow = NOW + timedelta(days=1)
+    sales = make_sales(days=3)
+    batch = service.decide_many(
+        [resubscribed, stale], "email", "daily_email", tomorrow, sales=sales
+    )
+    assert batch[0].send, batch[0].reasons
+    assert batch[1].reasons == ("consent:withdrawn:email",)
