@@ -373,8 +373,22 @@ def _wrk(url: str, script: Path, *, threads: int, connections: int, seconds: int
     return result
 
 
-def _start_server(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CDP_HOME": str(home), "CDP_API_AUDIT_DIR": str(home / "audit")}
+def _start_server(
+    home: Path,
+    port: int,
+    workers: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    needs_snapshot: bool = True,
+) -> subprocess.Popen[bytes]:
+    """``cdp serve`` on ``home``, returned once ``/health`` answers (200, or any status when
+    the benchmark does not need a snapshot, like the event intake's)."""
+    env = {
+        **os.environ,
+        "CDP_HOME": str(home),
+        "CDP_API_AUDIT_DIR": str(home / "audit"),
+        **(extra_env or {}),
+    }
     command = [
         sys.executable,
         "-c",
@@ -386,7 +400,8 @@ def _start_server(home: Path, port: int, workers: int) -> subprocess.Popen[bytes
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code
+            if status == 200 or not needs_snapshot:
                 return process
         except httpx.TransportError:
             pass

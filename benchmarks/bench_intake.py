@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import signal
 import socket
@@ -37,7 +36,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import WRK_REPORT_LUA  # a sibling script, not a package
+from bench_api import (  # a sibling script, not a package
+    WRK_REPORT_LUA,
+    _start_server,
+    _wrk,
+)
 
 from events.write_keys import create_write_key
 
@@ -90,57 +93,6 @@ end
 """,
         encoding="utf-8",
     )
-
-
-def _wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[str, Any]:
-    output = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = [x for x in output.splitlines() if x.startswith("{")][-1]
-    result = json.loads(line)
-    result["rate"] = result["requests"] / result["duration_s"]
-    return result
-
-
-def _start(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CDP_HOME": str(home),
-        "CDP_API_AUDIT_DIR": str(home / "audit"),
-        "CDP_API_METRICS_PUBLIC": "true",
-    }
-    command = [
-        sys.executable,
-        "-c",
-        "from dagster_project.cli.serve import serve; "
-        f"serve(host='127.0.0.1', port={port}, workers={workers}, home=None, "
-        "log_level='warning', access_log=False)",
-    ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)  # 503 is fine: no snapshot
-            return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        time.sleep(0.25)
-    raise RuntimeError("the server did not start in 180 s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -196,7 +148,7 @@ def _run(
 ) -> dict[str, Any]:
     before_events, before_failed = _log_counts(home)
     commits_before = _commit_figures(url)
-    result = _wrk(url, script, connections=connections, seconds=seconds)
+    result = _wrk(url, script, threads=2, connections=connections, seconds=seconds)
     time.sleep(0.5)  # requests wrk left in flight finish
     after_events, after_failed = _log_counts(home)
     commits_after = _commit_figures(url)
@@ -249,9 +201,15 @@ def main() -> int:
         _lua(batch, auth, batch=True)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        process = _start(home, port, args.workers)
+        process = _start_server(
+            home,
+            port,
+            args.workers,
+            extra_env={"CDP_API_METRICS_PUBLIC": "true"},
+            needs_snapshot=False,  # the intake serves before any snapshot is published
+        )
         try:
-            _wrk(url, single, connections=8, seconds=3)  # warm up
+            _wrk(url, single, threads=2, connections=8, seconds=3)  # warm up
             singles = _run(
                 f"single events, {args.connections} conn",
                 url,

@@ -241,10 +241,22 @@ class DecisionService:
             )
         if reason is not None:
             decision = refused(decision, reason)
+        return self._deliver(decision, facts, now, sales)
+
+    def _deliver(
+        self,
+        decision: Decision,
+        facts: CustomerFacts,
+        now: datetime,
+        sales: Catalogue | Sequence[Sale],
+    ) -> Decision:
+        """Log ``decision`` with the caps a send must respect (the engine is built only for a
+        send: a refusal needs none) and the person's consent basis, atomically in the store."""
+        channel, placement = decision.channel, decision.placement
         ids = person_ids(facts)
-        engagement = None
         caps: list[CapRule] = []
         if decision.send:
+            engagement = None
             if self._frequency_channel(channel, placement):
                 engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
             caps = self.engine(sales).caps_for(channel, facts, engagement, placement)
@@ -280,30 +292,16 @@ class DecisionService:
         spec = self.policy.placements[placement]
         period_start, _ = period_bounds(now, spec, self.policy.period_start_hour)
         stored = self.store.find_choice(facts.customer_id, placement, period_start)
-        engine = self.engine(sales)
         if stored is not None:
             decision = for_channel(stored, channel)
         else:
-            decision = engine.choose_trigger(
+            decision = self.engine(sales).choose_trigger(
                 facts, placement, now, channel=channel, trigger=trigger, items=items
             )
         reason = refusal(facts, channel)
         if reason is not None:
             decision = refused(decision, reason)
-        ids = person_ids(facts)
-        caps: list[CapRule] = []
-        if decision.send:
-            engagement = None
-            if self._frequency_channel(channel, placement):
-                engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
-            caps = engine.caps_for(channel, facts, engagement, placement)
-        return self.store.deliver(
-            decision,
-            caps=caps,
-            customer_ids=ids,
-            now=now,
-            consent_required=consent_basis(facts, channel),
-        )
+        return self._deliver(decision, facts, now, sales)
 
     def decide_many(
         self,
