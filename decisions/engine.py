@@ -348,18 +348,9 @@ class Engine:
                 self.policy.cap_rules(channel, placement)
             )
         rules = list(fixed)
-        if self.adaptive_applies(channel, placement):
+        if self.policy.frequency.limits(channel, placement):
             rules.append(adaptive_cap(self.policy.frequency, engagement, facts.traits))
         return rules
-
-    def adaptive_applies(self, channel: str, placement: str | None = None) -> bool:
-        """Whether the adaptive frequency cap limits sends on ``channel`` for ``placement``."""
-        frequency = self.policy.frequency
-        return (
-            frequency.enabled
-            and channel in frequency.channels
-            and (placement is None or not frequency.placements or placement in frequency.placements)
-        )
 
     # -- choice -----------------------------------------------------------------------------
     def choose(

@@ -249,6 +249,15 @@ class FrequencyPolicy(_Strict):
     prior_sends: float = Field(default=10.0, gt=0)
     dormant_after_sends: StrictInt = Field(default=10, ge=1)
 
+    def limits(self, channel: str, placement: str | None = None) -> bool:
+        """Whether the adaptive cap limits sends on ``channel`` (for ``placement``, when given:
+        an empty ``placements`` means every placement)."""
+        return (
+            self.enabled
+            and channel in self.channels
+            and (placement is None or not self.placements or placement in self.placements)
+        )
+
     @model_validator(mode="after")
     def _ordered(self) -> FrequencyPolicy:
         if self.min_sends > self.max_sends:

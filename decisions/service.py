@@ -201,14 +201,6 @@ class DecisionService:
             is_holdout=experiment is not None and experiment.is_holdout,
         )
 
-    def _frequency_channel(self, channel: str, placement: str) -> bool:
-        frequency = self.policy.frequency
-        return (
-            frequency.enabled
-            and channel in frequency.channels
-            and (not frequency.placements or placement in frequency.placements)
-        )
-
     def decide(
         self,
         facts: CustomerFacts,
@@ -257,7 +249,7 @@ class DecisionService:
         caps: list[CapRule] = []
         if decision.send:
             engagement = None
-            if self._frequency_channel(channel, placement):
+            if self.policy.frequency.limits(channel, placement):
                 engagement = self.store.engagement(ids, since=now - ENGAGEMENT_LOOKBACK)
             caps = self.engine(sales).caps_for(channel, facts, engagement, placement)
         return self.store.deliver(
@@ -355,7 +347,7 @@ class DecisionService:
         if chosen:
             engine = self.engine(sales)
             engagement: dict[str, Engagement] = {}
-            if self._frequency_channel(channel, placement):
+            if self.policy.frequency.limits(channel, placement):
                 groups = {customers[i].customer_id: person_ids(customers[i]) for i in chosen}
                 engagement = self.store.engagement_many(groups, since=now - ENGAGEMENT_LOOKBACK)
             items: list[tuple[Decision, Sequence[CapRule], frozenset[str], bool]] = []
