@@ -18,9 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from events.config import LiveProfileSettings
-from events.outbox import to_micros
+from events.outbox import from_micros, to_micros
 from events.resolve import record_alias
-from events.state import from_micros
 from events.types import EventKind, LoggedEvent
 
 

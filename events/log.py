@@ -38,13 +38,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from events.outbox import to_micros
+from events.outbox import from_micros, to_micros
 from events.types import (
     AppendResult,
     AppendStatus,
@@ -152,10 +152,6 @@ class LogStats:
     def mean_group(self) -> float:
         """Appends acknowledged per commit, on average, in this process."""
         return self.grouped_appends / self.commits if self.commits else 0.0
-
-
-def _from_micros(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
 def _product_dict(line: ProductLine) -> dict[str, Any]:
@@ -434,7 +430,7 @@ class SqliteEventLog:
         return [
             FailedRecord(
                 failed_id=row[0],
-                received_at=_from_micros(row[1]),
+                received_at=from_micros(row[1]),
                 source=row[2],
                 reason=row[3],
                 detail=row[4],
@@ -491,8 +487,8 @@ def _logged(row: tuple[Any, ...]) -> LoggedEvent:
         type=row[4],
         kind=EventKind(row[5]),
         event=row[6],
-        occurred_at=_from_micros(row[7]),
-        received_at=_from_micros(row[8]),
+        occurred_at=from_micros(row[7]),
+        received_at=from_micros(row[8]),
         anonymous_id=row[9],
         user_id=row[10],
         identifiers=identifiers,

@@ -22,10 +22,14 @@ import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
+
+# One conversion for every SQLite store of the platform (exact integer arithmetic, UTC);
+# re-exported here for the events library's modules.
+from decisions.store import from_micros, to_micros
 
 #: Message states: waiting to be (re)tried, delivered, or given up on (dead letter).
 PENDING: Final[str] = "pending"
@@ -74,13 +78,6 @@ class OutboxMessage:
     created_at: datetime
 
 
-def to_micros(at: datetime) -> int:
-    """Integer microseconds since the epoch, UTC (naive datetimes are taken as UTC)."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return round(at.timestamp() * 1_000_000)
-
-
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the outbox tables if missing (idempotent; call inside the state migration)."""
     for statement in OUTBOX_SCHEMA:
@@ -116,11 +113,6 @@ def enqueue(conn: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> int:
         ],
     )
     return conn.total_changes - before
-
-
-def from_micros(micros: int) -> datetime:
-    """A timezone-aware UTC datetime from integer microseconds since the epoch."""
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
 def _at(micros: int | None) -> datetime | None:

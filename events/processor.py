@@ -38,9 +38,9 @@ from decisions.store import DecisionStore, default_store_path
 from events.config import RealtimeConfig, load_realtime
 from events.consent import apply_consent
 from events.live import apply_event, move_customer, prune_views
-from events.outbox import to_micros
+from events.outbox import from_micros, to_micros
 from events.resolve import SnapshotSource, SnapshotView, resolve_event
-from events.state import StateStore, from_micros, now_micros, set_offset, state_path
+from events.state import StateStore, now_micros, set_offset, state_path
 from events.triggers import FiringCounts, Triggers
 from events.types import CATALOG_KINDS, EventLog, LoggedEvent
 from identity import Normalizer

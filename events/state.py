@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from events.outbox import ensure_schema, to_micros
+from events.outbox import ensure_schema, to_micros, transaction
 
 #: Bumped when a table changes shape; an older file is migrated, a newer one refused.
 SCHEMA_VERSION: Final[int] = 1
@@ -172,11 +171,6 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
-def from_micros(micros: int) -> datetime:
-    """A timezone-aware UTC datetime from integer microseconds."""
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
-
-
 def state_path(home: Path) -> Path:
     """Where the processor's state lives under ``CDP_HOME``."""
     return Path(home) / "events" / "state.sqlite"
@@ -260,17 +254,9 @@ class StateStore:
             self.conn.close()
             raise
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (``begin immediate``): committed on exit, rolled back on error."""
-        conn = self.conn
-        conn.execute("begin immediate")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("rollback")
-            raise
-        conn.execute("commit")
+        return transaction(self.conn)
 
     def offset(self, consumer: str) -> int:
         """The committed offset of ``consumer`` (0: nothing processed yet)."""

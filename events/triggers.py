@@ -43,9 +43,8 @@ from events.config import (
     SegmentTrigger,
 )
 from events.live import cart_lines
-from events.outbox import OutboxMessage, enqueue, to_micros
+from events.outbox import OutboxMessage, enqueue, from_micros, to_micros
 from events.resolve import SnapshotView
-from events.state import from_micros
 from events.types import EventKind, LoggedEvent
 
 logger = logging.getLogger(__name__)
