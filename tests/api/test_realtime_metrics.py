@@ -18,6 +18,7 @@ from events.log import SqliteEventLog
 from events.outbox import OutboxMessage, enqueue, to_micros
 from events.state import StateStore, set_offset
 from events.types import EventKind, FailedEvent, NewEvent, ProductLine
+from tests.support.stream_world import event
 
 NOW = datetime.now(UTC)
 
@@ -35,18 +36,13 @@ def scrape(home: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def _event(n: int, received_at: datetime) -> NewEvent:
-    return NewEvent(
-        message_id=f"m-{n}",
-        source="web",
-        type="track",
-        kind=EventKind.PRODUCT_VIEW,
-        event="Product Viewed",
-        occurred_at=received_at,
-        received_at=received_at,
+    return event(
+        EventKind.PRODUCT_VIEW,
         anonymous_id="anon",
-        user_id=None,
-        products=(ProductLine("P1"),),
-        payload_sha256=f"sha-{n}",
+        products=[ProductLine("P1")],
+        at=received_at,
+        message_id=f"m-{n}",
+        name="Product Viewed",
     )
 
 

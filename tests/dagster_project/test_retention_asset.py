@@ -36,6 +36,7 @@ from events.log import SqliteEventLog
 from events.processor import CONSUMER
 from events.state import StateStore, set_offset
 from events.types import EventKind, NewEvent, ProductLine
+from tests.support.stream_world import event
 
 AS_OF = "2026-12-01"  # the run's now: the end of that day
 NOW = datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC)
@@ -46,19 +47,14 @@ RETENTION = {"retention": {"events_days": 30, "decisions_days": 90}}
 
 
 def _event(n: int, at: datetime) -> NewEvent:
-    return NewEvent(
-        message_id=f"m-{n}",
-        source="web",
-        type="track",
-        kind=EventKind.PRODUCT_VIEW,
-        event="Product Viewed",
-        occurred_at=at,
-        received_at=at,
+    return event(
+        EventKind.PRODUCT_VIEW,
         anonymous_id=f"ck_{n}",
-        user_id=None,
         identifiers={"email": f"person{n}@shopmail.com"},
-        products=(ProductLine(f"P{n % 3}"),),
-        payload_sha256=f"sha-{n}",
+        products=[ProductLine(f"P{n % 3}")],
+        at=at,
+        message_id=f"m-{n}",
+        name="Product Viewed",
     )
 
 

@@ -42,6 +42,7 @@ from privacy.retention import (
     minimum_decisions_days,
     retention_problems,
 )
+from tests.support.stream_world import event
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=60)  # older than the 30-day event retention
@@ -53,20 +54,15 @@ PRIVACY = PrivacyConfig(retention=RetentionSettings(events_days=30, decisions_da
 
 
 def _event(n: int, at: datetime) -> NewEvent:
-    return NewEvent(
-        message_id=f"m-{n}",
-        source="web",
-        type="track",
-        kind=EventKind.PRODUCT_VIEW,
-        event="Product Viewed",
-        occurred_at=at,
-        received_at=at,
+    return event(
+        EventKind.PRODUCT_VIEW,
         anonymous_id=f"ck_{n}",
-        user_id=None,
         identifiers={"email": f"person{n}@shopmail.com"},
-        products=(ProductLine(f"P{n}"),),
+        products=[ProductLine(f"P{n}")],
+        at=at,
+        message_id=f"m-{n}",
+        name="Product Viewed",
         body={"properties": {"note": "x" * 4000}},  # pages enough for the file to shrink
-        payload_sha256=f"sha-{n}",
     )
 
 

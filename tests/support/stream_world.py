@@ -194,6 +194,7 @@ def event(
     at: datetime | None = None,
     message_id: str | None = None,
     name: str | None = None,
+    body: Mapping[str, Any] | None = None,
 ) -> NewEvent:
     """An event as the intake builds it."""
     moment = at or datetime.now(UTC)
@@ -210,6 +211,6 @@ def event(
         user_id=user_id,
         identifiers=dict(identifiers or {}),
         products=tuple(products),
-        body={},
+        body=dict(body or {}),
         payload_sha256=uuid.uuid4().hex,
     )
