@@ -33,6 +33,7 @@ from dagster_project.defs import RUN_NOTE_KEY
 from dagster_project.defs.schedules import FULL_REFRESH_JOB
 from dagster_project.lib.settings import PlatformSettings
 from dagster_project.lib.workspace import Workspace
+from privacy.erasure import home_lock
 
 EVENTS_LOGGER = logging.getLogger("dagster_project.runner.events")
 STDOUT_LOGGER = logging.getLogger("dagster_project.runner.stdout")
@@ -211,7 +212,9 @@ def run_pipeline(
     started = time.perf_counter()
     replay = _EventReplay(instance, run_id)
     reported = 0
-    with _run_output_as_logs():
+    # an erasure and a run exclude each other: neither sees the other's stores half written
+    waiting = (lambda: on_event("waiting for an erasure in progress", 0, 0)) if on_event else None
+    with home_lock(workspace.home, on_wait=waiting), _run_output_as_logs():
         worker = threading.Thread(target=_execute, name=f"cdp-run-{run_id[:8]}")
         worker.start()
         alive = True
