@@ -12,6 +12,15 @@ single event or an unreadable batch (kept as a failed event); 401 for a missing,
 revoked write key (counted, not kept: anyone can send those); 413 for a body over
 ``max_batch_bytes`` (kept as ``batch_too_large`` when the key was valid); 405 for a method
 other than POST.
+
+Erased persons (:class:`IntakeSuppression`): an event one of whose identifiers is on the
+suppression list (``privacy.suppression``) is not written to the log, and input that would be
+kept as a failed event is not kept when its raw body names a listed identifier. The sender gets
+the answer it would have got otherwise (200 for an event, so it does not retry for ever, and
+nothing tells it who was erased); ``cdp_intake_suppressed_total{source, reason="erased_person"}``
+counts them. Per request this costs a ``PRAGMA data_version`` (the list is reloaded only when
+``privacy.sqlite`` changed) and, with a non-empty list, normalizing and hashing the event's
+identifiers (memoized per value).
 """
 
 from __future__ import annotations
@@ -25,12 +34,19 @@ from typing import Any, Final
 
 import orjson
 
-from api.metrics import IntakeMetrics
-from events.config import RealtimeConfig
+from api.metrics import ApiMetrics, IntakeMetrics, multiprocess_dir
+from api.realtime_metrics import SuppressedMetrics
+from api.settings import ApiSettings
+from api.snapshot import SnapshotManager
+from events.config import IdentifierTypes, RealtimeConfig
 from events.intake import BatchParse, parse_batch, parse_single
 from events.log import SqliteEventLog
 from events.types import AppendResult, FailedEvent, NewEvent
 from events.write_keys import WriteKeyStore, basic_username
+from identity import IdentitySettings, Normalizer
+from privacy.erase_events import event_suppressed
+from privacy.keys import PrivacyKeyError, load_keyring
+from privacy.suppression import SUPPRESSED_REASON, PrivacyStore, Suppression, SuppressionCache
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +90,104 @@ class _Disconnected(Exception):
     """The client left before its body arrived."""
 
 
-class Intake:
-    """What the intake needs: write keys, limits and identifier types, the log, metrics."""
+class IntakeSuppression:
+    """The suppression list as the intake applies it: events and kept failures of erased
+    persons are dropped and counted (see the module docstring)."""
 
-    def __init__(self, keys: WriteKeyStore, config: RealtimeConfig, metrics: IntakeMetrics) -> None:
+    def __init__(
+        self,
+        current: Callable[[], Suppression],
+        normalizer: Callable[[], Normalizer],
+        types: IdentifierTypes,
+        metrics: SuppressedMetrics,
+    ) -> None:
+        self.current = current
+        self.normalizer = normalizer
+        self.types = types
+        self.metrics = metrics
+
+    def listed(self) -> Suppression | None:
+        """The list as it is now, or None when it is empty (then nothing is hashed)."""
+        found = self.current()
+        return found if found else None
+
+    def event(self, listed: Suppression, event: NewEvent) -> bool:
+        """Whether an event carries a listed identifier."""
+        return event_suppressed(event, listed, self.normalizer(), self.types)
+
+    def failure(self, listed: Suppression, failure: FailedEvent) -> bool:
+        """Whether a failed input's raw body names a listed identifier."""
+        if not failure.body:
+            return False
+        text = failure.body.decode("utf-8", errors="replace")
+        return listed.text_matches(text, self.normalizer().identifier) > 0
+
+    def count(self, source: str | None, count: int = 1) -> None:
+        """Count dropped items of one source."""
+        if count:
+            self.metrics.count(source, SUPPRESSED_REASON, count)
+
+
+def intake_suppression(
+    settings: ApiSettings, metrics: ApiMetrics, snapshots: SnapshotManager, types: IdentifierTypes
+) -> IntakeSuppression | None:
+    """The intake's suppression for one app: the list under CDP_HOME, matched with the privacy
+    key and the served snapshot's normalizer (identity's defaults before any publish).
+
+    ``cdp serve`` refuses to start without the privacy key; an app made directly without one
+    runs without suppression while the list is empty, and refuses to start (PrivacyKeyError)
+    when it is not: it could not recognise the persons it must drop.
+    """
+    key = settings.privacy_key.get_secret_value() if settings.privacy_key is not None else None
+    try:
+        keyring = load_keyring(settings.home, key, settings.privacy_key_file)
+    except PrivacyKeyError as exc:
+        if PrivacyStore.at(settings.home).version()[0]:
+            raise PrivacyKeyError(
+                f"the suppression list of erased persons is not empty but there is no privacy "
+                f"key to match it: {exc}"
+            ) from exc
+        logger.warning("no privacy key: the intake does not check the suppression list")
+        return None
+    listed = SuppressionCache(settings.home, keyring)
+    default = Normalizer(IdentitySettings())
+
+    def normalizer() -> Normalizer:
+        current = snapshots.current
+        return current.normalizer if current is not None else default
+
+    target = None if multiprocess_dir() else metrics.registry
+    return IntakeSuppression(listed.get, normalizer, types, SuppressedMetrics(target))
+
+
+class Intake:
+    """What the intake needs: write keys, limits and identifier types, the log, metrics, and
+    the suppression list of erased persons (None: not checked)."""
+
+    def __init__(
+        self,
+        keys: WriteKeyStore,
+        config: RealtimeConfig,
+        metrics: IntakeMetrics,
+        suppression: IntakeSuppression | None = None,
+    ) -> None:
         self.keys = keys
         self.config = config
         self.metrics = metrics
+        self.suppression = suppression
         self.log: SqliteEventLog | None = None
+
+    def _listed(self) -> Suppression | None:
+        return self.suppression.listed() if self.suppression is not None else None
+
+    def _drop_failure(self, listed: Suppression | None, failure: FailedEvent) -> bool:
+        """True (counted) when a failure names an erased person: it is answered, not kept."""
+        if listed is None or self.suppression is None:
+            return False
+        if not self.suppression.failure(listed, failure):
+            return False
+        self.suppression.count(failure.source)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ``/v1/*`` request."""
@@ -160,10 +266,17 @@ class Intake:
         parsed = parse_single(
             body, segment_type, source=source, received_at=received_at, config=self.config
         )
+        listed = self._listed()
         if isinstance(parsed, FailedEvent):
-            await _commit(log, (), (parsed,))
-            self.metrics.failure(parsed.reason)
+            if not self._drop_failure(listed, parsed):
+                await _commit(log, (), (parsed,))
+                self.metrics.failure(parsed.reason)
             await _reply(send, 400, _error(parsed.reason, parsed.detail))
+            return
+        suppression = self.suppression
+        if listed is not None and suppression is not None and suppression.event(listed, parsed):
+            suppression.count(source)
+            await _reply(send, 200, _OK)  # acknowledged as if stored
             return
         result = await _commit(log, (parsed,), ())
         status = result.statuses[0]
@@ -181,19 +294,33 @@ class Intake:
         self, send: Send, log: SqliteEventLog, body: bytes, source: str, received_at: datetime
     ) -> None:
         parsed = parse_batch(body, source=source, received_at=received_at, config=self.config)
+        listed = self._listed()
         if isinstance(parsed, FailedEvent):
-            await _commit(log, (), (parsed,))
-            self.metrics.failure(parsed.reason)
+            if not self._drop_failure(listed, parsed):
+                await _commit(log, (), (parsed,))
+                self.metrics.failure(parsed.reason)
             await _reply(send, 400, _error(parsed.reason, parsed.detail))
             return
-        events, failures, answer = _split(parsed)
-        result = await _commit(log, events, failures)
-        accepted = duplicate = 0
-        for (index, event), status in zip(
-            ((i, e) for i, e in enumerate(parsed.items) if isinstance(e, NewEvent)),
-            result.statuses,
-            strict=True,
-        ):
+        indexed, failures, answer = _split(parsed)
+        dropped = 0
+        if listed is not None and self.suppression is not None:
+            # an erased person's events are acknowledged as accepted, not stored; their
+            # failures are answered by index as usual, not kept
+            suppression = self.suppression
+            kept = [(i, e) for i, e in indexed if not suppression.event(listed, e)]
+            dropped = len(indexed) - len(kept)
+            indexed = kept
+            kept_failures = [f for f in failures if not suppression.failure(listed, f)]
+            dropped_failures = len(failures) - len(kept_failures)
+            failures = kept_failures
+            suppression.count(source, dropped + dropped_failures)
+        events = [e for _, e in indexed]
+        if events or failures:
+            result = await _commit(log, events, failures)
+        else:
+            result = AppendResult(statuses=(), offsets=())
+        accepted, duplicate = dropped, 0
+        for (index, event), status in zip(indexed, result.statuses, strict=True):
             if status == "accepted":
                 accepted += 1
                 self.metrics.accepted(source, event.kind)
@@ -204,8 +331,9 @@ class Intake:
                 answer.append(
                     {"index": index, "reason": "message_id_conflict", "detail": _CONFLICT}
                 )
-        for failure in answer:
-            self.metrics.failure(failure["reason"])
+                self.metrics.failure("message_id_conflict")
+        for failure in failures:  # the kept ones (an erased person's are not kept)
+            self.metrics.failure(failure.reason)
         answer.sort(key=lambda f: f["index"])
         await _reply(
             send,
@@ -244,13 +372,14 @@ _CONFLICT: Final[str] = (
 
 def _split(
     parsed: BatchParse,
-) -> tuple[list[NewEvent], list[FailedEvent], list[dict[str, Any]]]:
-    events: list[NewEvent] = []
+) -> tuple[list[tuple[int, NewEvent]], list[FailedEvent], list[dict[str, Any]]]:
+    """(events with their batch index, failures to keep, the answer's failures by index)."""
+    events: list[tuple[int, NewEvent]] = []
     failures: list[FailedEvent] = []
     answer: list[dict[str, Any]] = []
     for index, item in enumerate(parsed.items):
         if isinstance(item, NewEvent):
-            events.append(item)
+            events.append((index, item))
         else:
             failures.append(item)
             answer.append({"index": index, "reason": item.reason, "detail": item.detail})

@@ -23,8 +23,9 @@ from api.graphql.context import Limits
 from api.graphql.executor import OperationExecutor
 from api.graphql.schema import build_schema
 from api.graphql.view import NO_STORE, GraphQLDispatch, GraphQLView
-from api.intake import Intake, IntakeDispatch
+from api.intake import Intake, IntakeDispatch, intake_suppression
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.privacy import ErasureRuntime
 from api.realtime_metrics import RealtimeCollector
 from api.repositories.live import LiveState
 from api.sealing import Sealer, load_or_create_secret
@@ -60,7 +61,18 @@ class ApiState:
         # The event intake: limits and identifier types from cdp.yml's realtime section (an
         # invalid one stops the app here, naming the key); the log opens in the lifespan.
         realtime, _policy = load_realtime(settings.config_path)
-        self.intake = Intake(WriteKeyStore(settings.write_keys_path), realtime, self.metrics.intake)
+        # Events of erased persons are dropped (privacy's suppression list, the privacy key).
+        suppression = intake_suppression(
+            settings, self.metrics, self.snapshots, realtime.identifiers
+        )
+        self.intake = Intake(
+            WriteKeyStore(settings.write_keys_path), realtime, self.metrics.intake, suppression
+        )
+        # Erasure requests (admin mutation): recorded by keyed hashes, carried out by the pipeline.
+        key = settings.privacy_key.get_secret_value() if settings.privacy_key else None
+        self.erasures = ErasureRuntime.from_settings(
+            settings.home, key, settings.privacy_key_file, realtime.identifiers
+        )
         # The stream processor's live profiles (read-only) and the real-time path's figures
         # (processor lag, outbox, deliveries), read from the shared files at each scrape.
         self.live = LiveState.for_home(settings.home, settings.config_path)
@@ -158,6 +170,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         graphiql=settings.api_enable_graphiql,
         decisions=state.decisions,
         live=state.live,
+        erasures=state.erasures,
     )
 
     app = FastAPI(

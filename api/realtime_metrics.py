@@ -21,8 +21,9 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -232,3 +233,38 @@ class RealtimeCollector(Collector):
         )
         poison.add_metric([], dead_events)
         yield poison
+
+
+#: Distinct sources labelled per process before new ones are counted as "other".
+MAX_SUPPRESSED_SOURCES: Final[int] = 100
+
+
+class SuppressedMetrics:
+    """``cdp_intake_suppressed_total{source, reason}``: events the intake dropped because their
+    person was erased (reason ``erased_person``), acknowledged to the sender like accepted ones.
+
+    A counter in the answering process (not read from the files: a dropped event leaves no
+    trace in them, by design); ``target`` is the app's registry, or None under several workers
+    (the multiprocess files).
+    """
+
+    def __init__(self, target: CollectorRegistry | None) -> None:
+        self.counter = Counter(
+            "cdp_intake_suppressed",
+            "Events and failed input of erased persons dropped at intake (not stored), by "
+            "source and reason.",
+            ["source", "reason"],
+            registry=target,
+        )
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def count(self, source: str | None, reason: str, count: int = 1) -> None:
+        """Count ``count`` dropped items of one source."""
+        key = (source or "", reason)
+        child = self._children.get(key)
+        if child is None:
+            label = key[0] if len(self._children) < MAX_SUPPRESSED_SOURCES else "other"
+            child = self.counter.labels(label[:100], reason[:64])
+            if label == key[0]:
+                self._children[key] = child
+        child.inc(count)

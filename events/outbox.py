@@ -308,6 +308,11 @@ class ReplayResult:
     skipped: Mapping[str, str] = field(default_factory=dict)
 
 
+#: ``last_error`` of a message dead-lettered because its person was erased (privacy): such a
+#: message has no payload left and must never be replayed.
+ERASED_ERROR: Final[str] = "erased"
+
+
 def replay(
     conn: sqlite3.Connection,
     keys: Sequence[str] = (),
@@ -322,18 +327,27 @@ def replay(
     at = to_micros(now)
     if all_dead:
         chosen = [
-            r[0] for r in conn.execute("select message_key from outbox where status = 'dead'")
+            r[0]
+            for r in conn.execute(
+                "select message_key from outbox where status = 'dead' "
+                "and coalesce(last_error, '') != ?",
+                (ERASED_ERROR,),
+            )
         ]
         skipped: dict[str, str] = {}
     else:
         chosen = []
         skipped = {}
         for key in dict.fromkeys(keys):
-            row = conn.execute("select status from outbox where message_key = ?", (key,)).fetchone()
+            row = conn.execute(
+                "select status, last_error from outbox where message_key = ?", (key,)
+            ).fetchone()
             if row is None:
                 skipped[key] = "no such message"
             elif row[0] != DEAD:
                 skipped[key] = f"not dead (status {row[0]})"
+            elif row[1] == ERASED_ERROR:
+                skipped[key] = "its person was erased: never sent again"
             else:
                 chosen.append(key)
     conn.executemany(

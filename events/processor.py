@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: The consumer name the processor's offset is stored under.
 CONSUMER: Final[str] = "stream_processor"
+#: Whether an event belongs to an erased person (built by ``cdp stream`` from the privacy
+#: library's suppression list: ``events`` may not import ``privacy``).
+SuppressedFn = Callable[[LoggedEvent], bool]
 #: How long the idle loop sleeps between polls of the log.
 IDLE_POLL_SECONDS: Final[float] = 0.003
 #: How often product views older than the retention are pruned.
@@ -89,6 +93,8 @@ class ProcessorCounters:
     processed: int = 0
     dead: int = 0
     unattributed: int = 0
+    #: events of erased persons skipped (the ``suppressed`` hook said so)
+    suppressed: int = 0
     batches: int = 0
     retries: int = 0
     offset: int = 0
@@ -119,7 +125,10 @@ class StreamProcessor:
         *,
         batch_size: int = 500,
         timer_interval: float = 0.2,
+        suppressed: SuppressedFn | None = None,
     ) -> None:
+        """``suppressed``: asked per event; True skips it (counted), so an event logged before
+        its person was erased and processed after cannot rebuild their live profile."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.log = log
@@ -129,6 +138,7 @@ class StreamProcessor:
         self.snapshots = snapshots
         self.batch_size = batch_size
         self.timer_interval = timer_interval
+        self.suppressed = suppressed
         self.triggers = Triggers(config, service)
         self.counters = ProcessorCounters(firings=self.triggers.counts)
         self.counters.offset = state.offset(CONSUMER)
@@ -144,6 +154,7 @@ class StreamProcessor:
         config_path: Path | None = None,
         log: EventLog | None = None,
         batch_size: int = 500,
+        suppressed: SuppressedFn | None = None,
     ) -> StreamProcessor:
         """The processor over ``CDP_HOME``: its log, state, decision log, cdp.yml, snapshots.
 
@@ -164,7 +175,9 @@ class StreamProcessor:
         service = DecisionService(policy, store, store.assignment_key())
         snapshots = SnapshotSource(home / "serving")
         owned.append(snapshots)
-        processor = cls(log, state, config, service, snapshots, batch_size=batch_size)
+        processor = cls(
+            log, state, config, service, snapshots, batch_size=batch_size, suppressed=suppressed
+        )
         processor._owned = owned
         return processor
 
@@ -180,7 +193,7 @@ class StreamProcessor:
         started = time.perf_counter()
         snapshot = self.snapshots.current()
         normalizer = self.snapshots.normalizer
-        dead = unattributed = 0
+        dead = unattributed = suppressed = 0
         with self.state.transaction() as conn:
             committed = conn.execute(
                 "select offset from consumer_offsets where consumer = ?", (CONSUMER,)
@@ -190,6 +203,9 @@ class StreamProcessor:
             for event in events:
                 if event.offset <= offset:
                     continue  # a log handing an event again: already applied
+                if self.suppressed is not None and self.suppressed(event):
+                    suppressed += 1  # an erased person's: consumed, never applied
+                    continue
                 outcome = self._apply(conn, snapshot, normalizer, event)
                 dead += outcome == "dead"
                 unattributed += outcome == "unattributed"
@@ -198,6 +214,7 @@ class StreamProcessor:
         self.counters.processed += len(events)
         self.counters.dead += dead
         self.counters.unattributed += unattributed
+        self.counters.suppressed += suppressed
         self.counters.batches += 1
         self.counters.offset = max(last, offset)
         self.counters.last_batch_seconds = time.perf_counter() - started

@@ -572,24 +572,41 @@ def _request(row: tuple[Any, ...]) -> ErasureRequest:
 
 
 class SuppressionCache:
-    """A process's current matcher, reloaded when the list changes (for intake and ingest).
+    """A process's current matcher, reloaded only when ``privacy.sqlite`` changed.
 
-    ``get()`` costs one ``count(*)`` query when the list did not change; an absent store is
-    an empty list (nothing is created).
+    For the intake and the stream processor, which ask per request or per event:
+    ``PRAGMA data_version`` on a read-only connection of the cache's own tells in about a
+    microsecond whether another connection committed since the last call (a count over the
+    list cost 0.1 ms a call at 1,000 entries, which halved the single-event intake rate). No
+    file yet: an empty list, looked for again at each call (one ``stat``); nothing is created.
     """
 
     def __init__(self, home: Path, keyring: Keyring) -> None:
         self.store = PrivacyStore.at(home)
         self.keyring = keyring
-        self._version: tuple[int, int] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._seen: int | None = None
         self._current = Suppression.of(keyring, {})
         self._lock = threading.Lock()
 
     def get(self) -> Suppression:
         """The matcher of the list as it is now."""
         with self._lock:
-            version = self.store.version()
-            if version != self._version:
+            if self._conn is None:
+                if not self.store.exists():
+                    return self._current
+                uri = f"{self.store.path.resolve().as_uri()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            version = int(self._conn.execute("pragma data_version").fetchone()[0])
+            if version != self._seen:
                 self._current = self.store.suppression(self.keyring)
-                self._version = version
+                self._seen = version
             return self._current
+
+    def close(self) -> None:
+        """Close the watching connection (and this thread's store connection)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        self.store.close()

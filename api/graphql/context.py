@@ -37,6 +37,7 @@ from api.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from api.decisioning import DecisionRuntime
+    from api.privacy import ErasureRuntime
     from events.live import LiveProfile
 
 #: The audit log's customer for a revealed value whose record no customer owns.
@@ -142,6 +143,7 @@ class Context:
         deadline: float,
         decisions: DecisionRuntime | None = None,
         live: LiveState | None = None,
+        erasures: ErasureRuntime | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.principal = principal
@@ -152,6 +154,7 @@ class Context:
         self._decisions = decisions
         #: the stream processor's live profiles (None: this context serves the snapshot only)
         self.live = live
+        self._erasures = erasures
         self.pii_reads: dict[str, set[str]] = defaultdict(set)
 
     @cached_property
@@ -165,6 +168,13 @@ class Context:
         if self._decisions is None:
             raise RuntimeError("this context was built without the decision service")
         return self._decisions
+
+    @property
+    def erasures(self) -> ErasureRuntime:
+        """Erasure requests (the app always gives them; a bare context does not)."""
+        if self._erasures is None:
+            raise RuntimeError("this context was built without erasure requests")
+        return self._erasures
 
     @cached_property
     def loaders(self) -> Loaders:

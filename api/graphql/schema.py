@@ -24,6 +24,7 @@ from api.graphql.permissions import requires, scope_message
 from api.graphql.pii import protect_personal_fields
 from api.graphql.types.customer import Customer, CustomerConnection, CustomerEdge, strawberry_name
 from api.graphql.types.decision import CustomerRef, Decision, sale_ids
+from api.graphql.types.erasure import ErasureRequest
 from api.graphql.types.explanation import IdentityExplanation, RecordRef, explain
 from api.graphql.types.filters import CustomerFilter
 from api.graphql.types.identifier import IdentifierLookup
@@ -32,6 +33,7 @@ from api.graphql.types.product import Product, has_recommendations
 from api.graphql.types.segment import Segment
 from api.graphql.types.snapshot import SnapshotInfo
 from api.lookup import ALIAS_TYPE, normalize_lookup
+from api.privacy import ErasureInputError
 from api.repositories.customers import (
     TRAIT_OPERATORS,
     TraitCondition,
@@ -44,6 +46,7 @@ from api.repositories.customers import (
 from api.repositories.database import Database
 from api.security import Scope
 from api.settings import ApiSettings
+from privacy.access import AccessError, PersonRef
 
 MAX_ID_LENGTH = 200
 #: Most trait conditions in one filter (each is a join predicate; thousands overflow SQLite).
@@ -236,6 +239,17 @@ class Query:
         row = await info.context.loaders.products.load(product_id)
         return Product.from_row(row) if row is not None else None
 
+    @strawberry.field(
+        description="An erasure request by id: its status overall and per store (admin).",
+        extensions=requires(Scope.ADMIN),
+    )
+    def erasure_request(self, info: strawberry.Info, id: strawberry.ID) -> ErasureRequest | None:
+        request_id = str(id).strip()
+        if not request_id or len(request_id) > MAX_ID_LENGTH:
+            raise BadInputError(f"`id` must be 1 to {MAX_ID_LENGTH} characters")
+        found = info.context.erasures.status(request_id)
+        return ErasureRequest.from_stored(*found) if found is not None else None
+
     @strawberry.field(description="The snapshot answering this request.")
     def snapshot(self, info: strawberry.Info) -> SnapshotInfo:
         return SnapshotInfo.from_snapshot(info.context.snapshot)
@@ -318,6 +332,34 @@ class Mutation:
         except (DecisionInputError, DecisionNotFoundError) as exc:
             raise _decision_error(exc) from exc
         return outcome.is_recorded
+
+    @strawberry.field(
+        description="Ask for a person to be erased (admin). The person is found as "
+        "`customer(...)` finds them (or in the event log and live profiles) and recorded only "
+        "as keyed hashes of their identifiers; at once the intake and ingest drop their data, "
+        "and the pipeline removes them from every store within a minute (`erasureRequest` "
+        "follows it). An unknown person gives status `nothing_held`; asking again for an "
+        "erased person returns the earlier request.",
+        extensions=requires(Scope.ADMIN),
+    )
+    def request_erasure(self, info: strawberry.Info, customer: CustomerRef) -> ErasureRequest:
+        ctx: Context = info.context
+        if (customer.id is None) == (customer.lookup is None):
+            raise BadInputError("give exactly one of `id` or `lookup`")
+        try:
+            if customer.id is not None:
+                person = PersonRef(customer_id=str(customer.id))
+            else:
+                assert customer.lookup is not None
+                person = PersonRef(
+                    identifier_type=customer.lookup.type, value=customer.lookup.value
+                )
+            planned = ctx.erasures.request(person, requested_by=f"api:{ctx.principal.name}")
+        except (AccessError, ErasureInputError) as exc:
+            raise BadInputError(str(exc)) from exc
+        found = ctx.erasures.status(planned.request_id)
+        assert found is not None
+        return ErasureRequest.from_stored(*found, message=planned.message)
 
 
 def build_schema(settings: ApiSettings) -> strawberry.Schema:

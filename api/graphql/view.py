@@ -26,6 +26,7 @@ from strawberry.schema import BaseSchema
 from api.decisioning import DecisionRuntime
 from api.graphql.context import Context, Limits
 from api.graphql.executor import OperationExecutor, RequestError
+from api.privacy import ErasureRuntime
 from api.repositories.live import LiveState
 from api.sealing import Sealer
 from api.security import KeyStore, presented_key
@@ -83,6 +84,7 @@ class GraphQLView(GraphQL[Context | None, None]):
         graphiql: bool,
         decisions: DecisionRuntime | None = None,
         live: LiveState | None = None,
+        erasures: ErasureRuntime | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -98,6 +100,8 @@ class GraphQLView(GraphQL[Context | None, None]):
         self.decisions = decisions
         #: the live profiles (``create_app`` passes them; None serves the snapshot only)
         self.live = live
+        #: erasure requests (``create_app`` passes them; None: the mutation is unavailable)
+        self.erasures = erasures
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         """orjson, for the responses strawberry's own path still builds."""
@@ -183,6 +187,7 @@ class GraphQLView(GraphQL[Context | None, None]):
                 deadline=time.monotonic() + self.time_limit,
                 decisions=self.decisions,
                 live=self.live,
+                erasures=self.erasures,
             )
             try:
                 result = await self.executor.run(query, variables, operation_name, context)

@@ -20,10 +20,13 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from privacy.keys import Keyring
 
 console = Console(stderr=True)
 logger = logging.getLogger(__name__)
@@ -59,7 +62,7 @@ def stream(
     from dagster_project.lib.settings import PlatformSettings
 
     settings = PlatformSettings()
-    require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
+    keyring = require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
     cdp_home = settings.home.resolve()
     stop = threading.Event()
 
@@ -70,7 +73,7 @@ def stream(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        runners = _runners(cdp_home, settings.config_path, only, once, batch_size, stop)
+        runners = _runners(cdp_home, settings.config_path, only, once, batch_size, stop, keyring)
     except (PolicyError, RealtimeConfigError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -95,10 +98,13 @@ def _runners(
     once: bool,
     batch_size: int,
     stop: threading.Event,
+    keyring: Keyring,
 ) -> list[tuple[str, Any]]:
     runners: list[tuple[str, Any]] = []
     if only in (None, Only.processor):
-        runners.append(("processor", _processor_loop(home, config_path, once, batch_size, stop)))
+        runners.append(
+            ("processor", _processor_loop(home, config_path, once, batch_size, stop, keyring))
+        )
     if only in (None, Only.delivery):
         runners.append(("delivery", _delivery_loop(home, config_path, once, stop)))
     return runners
@@ -126,12 +132,20 @@ def _guarded(name: str, body: Any, stop: threading.Event) -> Any:
 
 
 def _processor_loop(
-    home: Path, config_path: Path, once: bool, batch_size: int, stop: threading.Event
+    home: Path,
+    config_path: Path,
+    once: bool,
+    batch_size: int,
+    stop: threading.Event,
+    keyring: Keyring,
 ) -> Any:
     from events.config import load_realtime
     from events.processor import StreamProcessor, acquire_lock, release_lock
+    from privacy.erase_events import suppression_filter
+    from privacy.suppression import SuppressionCache
 
-    load_realtime(config_path)  # fail at start, naming the key, before any thread runs
+    config, _ = load_realtime(config_path)  # fail at start, naming the key, before any thread
+    erased = SuppressionCache(home, keyring)
 
     def body() -> None:
         lock = acquire_lock(home)
@@ -141,6 +155,11 @@ def _processor_loop(
                 return
             lock = acquire_lock(home)
         processor = StreamProcessor.from_home(home, config_path=config_path, batch_size=batch_size)
+        # events of persons erased after they were logged are skipped, not applied: the list
+        # as it is at each event, matched with the serving snapshot's normalizer
+        processor.suppressed = suppression_filter(
+            erased.get, lambda: processor.snapshots.normalizer, config.identifiers
+        )
         try:
             start = processor.counters.offset
             console.print(
@@ -210,7 +229,8 @@ class _Reporter:
         console.print(
             f"stream: {rate:,.0f} events/s, offset {metrics['offset']:,}, lag {metrics['lag']:,}, "
             f"firings {firings['fired']:,} ({firings['messages']:,} messages), "
-            f"dead events {metrics['dead']:,}"
+            f"dead events {metrics['dead']:,}, erased persons' events skipped "
+            f"{metrics['suppressed']:,}"
         )
         self.last_at = now
         self.last_processed = metrics["processed"]

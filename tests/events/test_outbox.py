@@ -130,6 +130,21 @@ def test_replay_resets_dead_messages_with_a_fresh_window(conn) -> None:
         outbox.replay(conn, now=now)
 
 
+def test_a_message_dead_lettered_by_erasure_is_never_replayed(conn) -> None:
+    add(conn, message(1), message(2))
+    with outbox.transaction(conn):
+        for record in outbox.claim_due(conn, T0 + timedelta(hours=5), 2):
+            reason = outbox.ERASED_ERROR if record.key == "d1:email" else "gave up"
+            outbox.mark_dead(conn, record.message_id, reason, T0 + timedelta(hours=5))
+    now = T0 + timedelta(hours=6)
+    with outbox.transaction(conn):
+        named = outbox.replay(conn, ["d1:email"], now=now)
+        everything = outbox.replay(conn, all_dead=True, now=now)
+    assert named.replayed == () and "erased" in named.skipped["d1:email"]
+    assert everything.replayed == ("d2:email",)
+    assert outbox.get_message(conn, "d1:email").status == "dead"  # type: ignore[union-attr]
+
+
 def test_counts_depth_oldest_and_failed_attempts(conn) -> None:
     assert outbox.counts(conn).depth == 0
     assert outbox.counts(conn).oldest_pending_age_seconds(T0) == 0.0
