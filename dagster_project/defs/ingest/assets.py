@@ -2,14 +2,19 @@
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
 from dagster_project.defs.events.assets import FOLD_ASSET_KEY, folded_source_names
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType, SourceConfig
+from dagster_project.lib.erasure import erasure_normalizer
 from dagster_project.lib.ingest import FileStatus, IngestError, IngestReport, ingest_source
 from dagster_project.lib.markdown import markdown_table
+from dagster_project.lib.settings import PlatformSettings
+from privacy.keys import PrivacyKeyError, load_keyring
+from privacy.suppression import Normalize, PrivacyStore, Suppression, SuppressionCache
 
 INGEST_GROUP = "ingest"
 
@@ -26,6 +31,37 @@ _COLUMN_TYPES = {
 def lake_asset_key(source_name: str) -> dg.AssetKey:
     """Asset key of a source's Parquet in the lake; dbt sources map onto the same key."""
     return dg.AssetKey(["lake", source_name])
+
+
+#: Metadata key of the records of erased persons an ingest dropped.
+SUPPRESSED_METADATA = "rows suppressed (erased persons)"
+
+
+def load_suppression(home: Path) -> tuple[Suppression, Normalize] | None:
+    """The suppression list (erased persons) and the normalizer its values are matched with;
+    None when nothing was ever erased, so an ingest without erasures hashes nothing.
+
+    The privacy key is read from the platform settings (``CDP_PRIVACY_KEY`` or the key file)
+    when the asset runs, never passed through Dagster's run config, where it would be shown.
+    A list without a key cannot be applied: that is an error, not a silent skip.
+    """
+    store = PrivacyStore.at(home)
+    if not store.exists() or store.version()[0] == 0:
+        return None
+    settings = PlatformSettings(home=home)
+    try:
+        keyring = load_keyring(
+            home,
+            settings.privacy_key.get_secret_value() if settings.privacy_key else None,
+            settings.privacy_key_file,
+        )
+    except PrivacyKeyError as exc:
+        raise dg.Failure(
+            description=f"erased persons must be dropped at ingest, but the privacy key is "
+            f"missing: {exc}"
+        ) from exc
+    suppression = SuppressionCache(home, keyring).get()
+    return (suppression, erasure_normalizer(home)) if suppression else None
 
 
 def _column_schema(source: SourceConfig) -> dg.TableSchema:
@@ -50,6 +86,7 @@ def report_metadata(report: IngestReport) -> dict[str, dg.MetadataValue | int | 
             f.rows_ingested,
             f.rows_quarantined,
             f.rows_duplicate,
+            f.rows_suppressed,
             f.reason,
         ]
         for f in report.files
@@ -61,6 +98,7 @@ def report_metadata(report: IngestReport) -> dict[str, dg.MetadataValue | int | 
         "rows_ingested": report.rows_ingested,
         "rows_quarantined": report.rows_quarantined,
         "rows_duplicate": report.rows_duplicate,
+        SUPPRESSED_METADATA: report.rows_suppressed,
         "quarantine_rate": round(report.rows_quarantined / report.rows_read, 6)
         if report.rows_read
         else 0.0,
@@ -70,7 +108,16 @@ def report_metadata(report: IngestReport) -> dict[str, dg.MetadataValue | int | 
         "lake_files": report.lake_files,
         "files": dg.MetadataValue.md(
             markdown_table(
-                ["file", "status", "read", "ingested", "quarantined", "duplicate", "note"],
+                [
+                    "file",
+                    "status",
+                    "read",
+                    "ingested",
+                    "quarantined",
+                    "duplicate",
+                    "suppressed",
+                    "note",
+                ],
                 file_rows,
             )
             if file_rows
@@ -116,6 +163,7 @@ def build_ingest_asset(
     def _ingest(context: dg.AssetExecutionContext, cdp: CdpResource) -> dg.MaterializeResult:
         loaded = cdp.loaded_config()
         workspace = cdp.workspace()
+        erased = load_suppression(workspace.home)
         try:
             report = ingest_source(
                 loaded,
@@ -126,6 +174,8 @@ def build_ingest_asset(
                     f"{source.name}: {step} {done}/{total}"
                 ),
                 run_id=context.run_id,
+                suppression=erased[0] if erased else None,
+                normalize=erased[1] if erased else None,
             )
         except IngestError as exc:
             raise dg.Failure(description=str(exc)) from exc
@@ -144,6 +194,7 @@ def build_ingest_asset(
         context.log.info(
             f"{source.name}: read {report.rows_read}, ingested {report.rows_ingested}, "
             f"quarantined {report.rows_quarantined}, duplicate {report.rows_duplicate}, "
+            f"suppressed (erased persons) {report.rows_suppressed}, "
             f"skipped {report.files_skipped} already-ingested file(s)"
         )
         return dg.MaterializeResult(metadata=report_metadata(report))

@@ -24,8 +24,9 @@ def _rows_accounted_for(source: str) -> dg.AssetChecksDefinition:
         asset=lake_asset_key(source),
         name="rows_accounted_for",
         description=(
-            "Every row read from every landing file is in the lake, in quarantine, or was "
-            "already in the lake; the lake and quarantine Parquet row counts match the manifest."
+            "Every row read from every landing file is in the lake, in quarantine, was "
+            "already in the lake, or belonged to an erased person (suppressed); the lake and "
+            "quarantine Parquet row counts match the manifest."
         ),
         blocking=True,
     )
@@ -37,12 +38,17 @@ def _rows_accounted_for(source: str) -> dg.AssetChecksDefinition:
         unbalanced = [
             e["path"]
             for e in manifest.files
-            if e["rows_read"] != e["rows_ingested"] + e["rows_quarantined"] + e["rows_duplicate"]
+            if e["rows_read"]
+            != e["rows_ingested"]
+            + e["rows_quarantined"]
+            + e["rows_duplicate"]
+            + e.get("rows_suppressed", 0)
         ]
         ingested = sum(e["rows_ingested"] for e in manifest.files)
         quarantined = sum(e["rows_quarantined"] for e in manifest.files)
         read = sum(e["rows_read"] for e in manifest.files)
         duplicate = sum(e["rows_duplicate"] for e in manifest.files)
+        suppressed = sum(e.get("rows_suppressed", 0) for e in manifest.files)
         problems = []
         if unbalanced:
             problems.append(f"files whose counts do not balance: {unbalanced}")
@@ -60,6 +66,7 @@ def _rows_accounted_for(source: str) -> dg.AssetChecksDefinition:
                 "rows_in_lake": lake_rows,
                 "rows_in_quarantine": quarantine_rows,
                 "rows_duplicate": duplicate,
+                "rows_suppressed": suppressed,
                 "lake_parts": lake_parts,
                 "files": sum(1 for e in manifest.files if e.get("part")),
             },

@@ -170,8 +170,17 @@ class Manifest:
         return cls(path=path, source=source, files=files)
 
     def entry(self, sha256: str) -> dict[str, Any] | None:
-        """The entry of the file with this checksum, if ingested (unreadable attempts are not)."""
-        return next((e for e in self.files if e.get("sha256") == sha256 and e.get("part")), None)
+        """The entry of the file with this checksum, if ingested (unreadable attempts are not).
+
+        A landing file rewritten by erasure or retention is known by its new checksum and by
+        the ones it had before (``erasure.previous_sha256``, ``retention.original_sha256``), so
+        a re-delivery of an older version is not ingested again.
+        """
+        ingested = [e for e in self.files if e.get("part")]
+        found = next((e for e in ingested if e.get("sha256") == sha256), None)
+        if found is not None:
+            return found
+        return next((e for e in ingested if sha256 in _previous_checksums(e)), None)
 
     def add(self, entry: dict[str, Any]) -> None:
         """Record one file's outcome and write the manifest atomically.
@@ -191,6 +200,18 @@ class Manifest:
     def part_order(self) -> list[str]:
         """Part file names in ingest order."""
         return [e["part"] for e in self.files if e.get("part")]
+
+
+def _previous_checksums(entry: dict[str, Any]) -> set[str]:
+    """Checksums a manifest entry's landing file had before it was rewritten."""
+    found: set[str] = set()
+    erasure = entry.get("erasure")
+    if isinstance(erasure, dict):
+        found.update(str(s) for s in erasure.get("previous_sha256") or [])
+    retention = entry.get("retention")
+    if isinstance(retention, dict) and retention.get("original_sha256"):
+        found.add(str(retention["original_sha256"]))
+    return found
 
 
 def part_files(folder: Path) -> list[Path]:

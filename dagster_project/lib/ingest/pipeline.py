@@ -32,8 +32,9 @@ from dagster_project.lib.ingest.lake import (
 )
 from dagster_project.lib.ingest.readers import UnreadableFileError, read_records
 from dagster_project.lib.ingest.report import FileResult, FileStatus, IngestReport
-from dagster_project.lib.ingest.validate import Lineage, validate
+from dagster_project.lib.ingest.validate import Lineage, Validated, validate
 from dagster_project.lib.workspace import Workspace
+from privacy.suppression import Normalize, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ _IMPERSONAL_LINEAGE = frozenset({"_source_file", "_source_line", "_file_sha256",
 Progress = Callable[[str, int, int], None]
 
 
-def _time_zone(loaded: LoadedConfig, source: SourceConfig) -> str:
+def source_time_zone(loaded: LoadedConfig, source: SourceConfig) -> str:
     """The source's default_timezone if set, else the project default from cdp.yml."""
     if "default_timezone" in source.options.model_fields_set:
         name = source.options.default_timezone
@@ -128,6 +129,8 @@ def ingest_source(
     ingested_at: datetime,
     progress: Progress | None = None,
     run_id: str | None = None,
+    suppression: Suppression | None = None,
+    normalize: Normalize | None = None,
 ) -> IngestReport:
     """Ingest every landing file of ``source`` that is not in the lake yet.
 
@@ -136,11 +139,17 @@ def ingest_source(
     ``progress(path, files_done, files_total)`` is called before each file and once at the end.
     ``run_id`` (the orchestrator's run) is stamped on each manifest entry, so a check can judge
     the files one run brought; unreadable files get an entry too (without a part: retried).
+
+    ``suppression`` (the erased persons, ``privacy.suppression``) drops their records from the
+    lake and the quarantine alike, counted as ``rows_suppressed``, and rewrites the landing file
+    without them (see :func:`dagster_project.lib.erasure.lake.suppressed_rows`); ``normalize``
+    is identity's ``Normalizer.identifier`` the list was built with (identity's defaults if
+    None). An empty list costs nothing: no value is hashed.
     """
     if ingested_at.tzinfo is None:
         raise ValueError("ingested_at must be timezone-aware")
     _check_options(loaded, source)
-    time_zone = _time_zone(loaded, source)
+    time_zone = source_time_zone(loaded, source)
     landing = loaded.landing_dir(workspace.home)
     files = loaded.source_files(source, workspace.home)
     if not files:
@@ -165,6 +174,12 @@ def ingest_source(
         con.execute("set preserve_insertion_order = true")
         limits = loaded.config.limits_for(source)
         run = _SourceRun(source, con, writer, lake_dir, quarantine_dir, ingested_at, limits, run_id)
+        if suppression:
+            # Imported here: the erasure library reads landing files with this package.
+            from dagster_project.lib.erasure.lake import default_normalize, memoized
+
+            run.suppression = suppression
+            run.normalize = memoized(normalize or default_normalize())
         try:
             for done, path in enumerate(files):
                 display = _display_path(path, landing)
@@ -202,6 +217,13 @@ def _log(source: str, file: FileResult) -> None:
         file.rows_duplicate,
         file.reason,
     )
+    if file.rows_suppressed:
+        logger.info(
+            "ingest %s %s: %d record(s) of erased persons dropped; landing file rewritten",
+            source,
+            file.path,
+            file.rows_suppressed,
+        )
 
 
 @dataclass
@@ -244,6 +266,8 @@ class _SourceRun:
         # Checksums taken this run; the manifest may lag behind while a write is in flight.
         self.taken: dict[str, str] = {}
         self.pending: Future[None] | None = None
+        self.suppression: Suppression | None = None
+        self.normalize: Normalize | None = None
 
     def flush(self) -> None:
         """Wait for the write in flight; re-raises its error."""
@@ -278,6 +302,12 @@ class _SourceRun:
             return self._unreadable(file)
         lineage = Lineage(display, sha256, self.ingested_at)
         validated = validate(batch, source, self.con, lineage, self.limits)
+        suppressed = 0
+        written_sha256 = sha256
+        if self.suppression:
+            validated, suppressed, written_sha256 = self._suppress(
+                path, display, data, sha256, validated
+            )
         is_new = self.keys.new_rows(validated.table)
         table = validated.table if is_new.false_count == 0 else validated.table.filter(is_new)
         self.keys.add(table)
@@ -292,12 +322,17 @@ class _SourceRun:
             rows_ingested=table.num_rows,
             rows_quarantined=validated.quarantine.num_rows,
             rows_duplicate=validated.table.num_rows - table.num_rows,
+            rows_suppressed=suppressed,
             reason=validated.problem,
         )
         if not file.is_balanced():  # a bug, not bad data: say so loudly rather than lose rows
             logger.error("ingest %s %s: counts do not balance: %s", source.name, display, file)
         entry = self._entry(file, part=name)
         entry["quarantine"] = name if validated.quarantine.num_rows else None
+        if written_sha256 != sha256:  # the part keeps the original's name: both are known
+            from dagster_project.lib.erasure.lake import record_rewrite
+
+            record_rewrite(entry, sha256, written_sha256, suppressed)
         self.flush()
         self.pending = self.writer.submit(self._commit, table, validated.quarantine, entry)
         preview = table if table.num_rows else None
@@ -313,12 +348,55 @@ class _SourceRun:
             "rows_ingested": file.rows_ingested,
             "rows_quarantined": file.rows_quarantined,
             "rows_duplicate": file.rows_duplicate,
+            "rows_suppressed": file.rows_suppressed,
             "part": part,
             "quarantine": None,
             "reason": file.reason,
             "ingested_at": self.ingested_at.isoformat(),
             "run_id": self.run_id,
         }
+
+    def _suppress(
+        self, path: Path, display: str, data: bytes, sha256: str, validated: Validated
+    ) -> tuple[Validated, int, str]:
+        """Drop the records of erased persons (lake and quarantine rows alike) and rewrite the
+        landing file without them, before anything is written: a crash later re-reads the
+        rewritten file. Returns (kept rows, records dropped, checksum of the file now)."""
+        from dagster_project.lib.erasure.lake import (
+            removed_lines,
+            renumber,
+            replace_file,
+            sha256_of,
+            suppressed_rows,
+            without_lines,
+        )
+
+        assert self.suppression is not None
+        found = suppressed_rows(validated, self.source, self.suppression, self.normalize, data)
+        if not found.total:
+            return validated, 0, sha256
+        kept, dropped = found.kept()
+        gone = removed_lines(data, self.source, found.records())
+        content = without_lines(data, self.source, gone)
+        try:
+            replace_file(path, content)
+        except OSError as exc:  # a read-only delivery folder: the lake is still kept clean
+            logger.warning(
+                "ingest %s %s: cannot rewrite the landing file without erased persons' records "
+                "(%s); the erasure check will report it",
+                self.source.name,
+                display,
+                exc.strerror or exc,
+            )
+            return kept, dropped, sha256
+        new_sha256 = sha256_of(content)
+        kept = Validated(
+            renumber(kept.table, gone, new_sha256),
+            renumber(kept.quarantine, gone, new_sha256),
+            kept.quarantine_kinds,
+            kept.problem,
+        )
+        return kept, dropped, new_sha256
 
     def _unreadable(self, file: FileResult) -> _FileOutcome:
         """Record the attempt (no part, so the file is retried) for the checks to judge."""

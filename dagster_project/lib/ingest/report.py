@@ -28,11 +28,15 @@ class FileResult:
     rows_ingested: int = 0
     rows_quarantined: int = 0
     rows_duplicate: int = 0
+    #: records of erased persons (the suppression list), dropped and cut from the landing file
+    rows_suppressed: int = 0
     reason: str = ""
 
     def is_balanced(self) -> bool:
         """Every record read is accounted for."""
-        return self.rows_read == self.rows_ingested + self.rows_quarantined + self.rows_duplicate
+        return self.rows_read == (
+            self.rows_ingested + self.rows_quarantined + self.rows_duplicate + self.rows_suppressed
+        )
 
 
 @dataclass
@@ -86,9 +90,16 @@ class IngestReport:
         """Rows already in the lake with identical content, not written again."""
         return sum(f.rows_duplicate for f in self.files)
 
+    @property
+    def rows_suppressed(self) -> int:
+        """Records of erased persons dropped (and cut from their landing files) this run."""
+        return sum(f.rows_suppressed for f in self.files)
+
     def is_balanced(self) -> bool:
-        """rows_read == rows_ingested + rows_quarantined + rows_duplicate, for this run."""
-        return self.rows_read == self.rows_ingested + self.rows_quarantined + self.rows_duplicate
+        """rows_read == ingested + quarantined + duplicate + suppressed, for this run."""
+        return self.rows_read == (
+            self.rows_ingested + self.rows_quarantined + self.rows_duplicate + self.rows_suppressed
+        )
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe figures (for asset metadata and logs)."""
@@ -102,6 +113,7 @@ class IngestReport:
             "rows_ingested": self.rows_ingested,
             "rows_quarantined": self.rows_quarantined,
             "rows_duplicate": self.rows_duplicate,
+            "rows_suppressed": self.rows_suppressed,
             "is_balanced": self.is_balanced(),
             "quarantine_reasons": dict(self.quarantine_reasons.most_common()),
             "lake_rows_total": self.lake_rows_total,
@@ -115,6 +127,7 @@ class IngestReport:
                     "rows_ingested": f.rows_ingested,
                     "rows_quarantined": f.rows_quarantined,
                     "rows_duplicate": f.rows_duplicate,
+                    "rows_suppressed": f.rows_suppressed,
                     "reason": f.reason,
                 }
                 for f in self.files
