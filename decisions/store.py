@@ -1212,6 +1212,161 @@ class DecisionStore:
         result = self.export(out, full=True)
         return {name: len(days) for name, days in result.days.items()}
 
+    # -- erasure -----------------------------------------------------------------------------
+
+    def pseudonymize(
+        self, pseudonyms: Mapping[str, str]
+    ) -> tuple[dict[str, int], dict[str, set[str]]]:
+        """Replace customer ids by their pseudonyms in every table, in one transaction.
+
+        For erasure (``privacy.erase_derived``): the rows stay, so placement counts, caps and
+        experiment tallies survive, but nothing names the person. ``pseudonyms`` maps each of
+        the person's customer ids to its pseudonym (``erased:<hex>``). A choice's rendered
+        ``subject`` and ``blocks`` (which may carry a name or an address) are replaced by their
+        masked renderings. The second exception to append-only after ``purge_before``: the
+        UPDATE triggers are dropped and recreated inside the transaction, so no other process
+        ever sees the log without them. Returns rows changed per table and, per exported table
+        (``EXPORT_TABLES``), the UTC days whose export files hold those rows.
+        """
+        changed = {"choices": 0, "deliveries": 0, "outcomes": 0, "consent_events": 0}
+        days: dict[str, set[str]] = {name: set() for name in _EXPORT_QUERIES}
+        if not pseudonyms:
+            return changed, days
+        sources = {name: query.source for name, query in _EXPORT_QUERIES.items()}
+        with self._lock:
+            # freed cell space is zeroed, and the checkpoint below moves the new pages over
+            # the old ones: the replaced ids and texts do not linger in the file
+            self.conn.execute("pragma secure_delete = on")
+            try:
+                self._pseudonymize(pseudonyms, sources, changed, days)
+            finally:
+                self.conn.execute("pragma secure_delete = off")
+            if any(changed.values()):
+                self.conn.execute("pragma wal_checkpoint(truncate)")
+        return changed, {name: found for name, found in days.items() if found}
+
+    def _pseudonymize(
+        self,
+        pseudonyms: Mapping[str, str],
+        sources: Mapping[str, str],
+        changed: dict[str, int],
+        days: dict[str, set[str]],
+    ) -> None:
+        """``pseudonymize``'s transaction (counts and days are filled in)."""
+        with self._write() as conn:
+            for table in changed:
+                conn.execute(f"drop trigger if exists {table}_no_update")
+            for old, new in sorted(pseudonyms.items()):
+                if old == new:
+                    continue
+                for table in changed:
+                    at = _EXPORT_SOURCES[table]
+                    for (moment,) in conn.execute(
+                        f"select distinct {at} - {at} % {_DAY_US} from {table} "
+                        "where customer_id = ?",
+                        (old,),
+                    ).fetchall():
+                        for name, source in sources.items():
+                            if source == table:
+                                days[name].add(_day_of(int(moment)))
+                    # deliveries repeat the choice's customer in the export: their days too
+                    if table == "choices":
+                        for (moment,) in conn.execute(
+                            f"select distinct d.delivered_at - d.delivered_at % {_DAY_US} "
+                            "from deliveries d join choices c on c.decision_id = d.decision_id "
+                            "where c.customer_id = ?",
+                            (old,),
+                        ).fetchall():
+                            days["deliveries"].add(_day_of(int(moment)))
+                changed["choices"] += conn.execute(
+                    "update choices set customer_id = ?, subject = subject_masked, "
+                    "blocks = blocks_masked where customer_id = ?",
+                    (new, old),
+                ).rowcount
+                for table in ("deliveries", "outcomes", "consent_events"):
+                    changed[table] += conn.execute(
+                        f"update {table} set customer_id = ? where customer_id = ?", (new, old)
+                    ).rowcount
+            for table in changed:
+                conn.execute(
+                    f"create trigger {table}_no_update before update on {table} "
+                    f"begin select raise(abort, '{table} is append-only'); end"
+                )
+
+    def rewrite_export_days(self, out_dir: Path, days: Mapping[str, Collection[str]]) -> int:
+        """Rewrite the named day files of the export from the log as it is now; files written.
+
+        After ``pseudonymize``: the rows keep their rowids, so each day is rewritten from the
+        rowid span its manifest records, and the manifest gets the new byte sizes and the
+        digests of the watermark rows (which a pseudonym may have changed), so the next
+        incremental export trusts it. No export: nothing to do. An unreadable manifest: a
+        full export, which writes only what the log holds.
+        """
+        out = Path(out_dir)
+        if not (out / EXPORT_MANIFEST).is_file() or not any(days.values()):
+            return 0
+        tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        written = 0
+        with _folder_locked(out):
+            _remove_temporaries(out)
+            manifest = _read_manifest(out)
+            try:
+                tables = (
+                    None
+                    if manifest is None
+                    else {name: dict(manifest["tables"][name]) for name in _EXPORT_QUERIES}
+                )
+                watermarks = (
+                    None
+                    if manifest is None
+                    else {s: int(manifest["sources"][s]["watermark"]) for s in _EXPORT_SOURCES}
+                )
+            except (KeyError, TypeError, ValueError):
+                tables = watermarks = None
+            if tables is not None and watermarks is not None:
+                with self._lock, self._read() as conn:
+                    for name, wanted in days.items():
+                        query = _EXPORT_QUERIES[name]
+                        for day in sorted(wanted):
+                            span = tables[name].get(day)
+                            path = out / name / f"{day}.parquet"
+                            if span is None or not path.is_file():
+                                continue  # not exported yet: the next export writes it
+                            temp = path.with_name(f".{path.name}{tag}")
+                            try:
+                                rows = _write_day(
+                                    conn,
+                                    name,
+                                    query,
+                                    day,
+                                    int(span["first"]),
+                                    int(span["last"]),
+                                    temp,
+                                    50_000,
+                                )
+                                _fsync(temp)
+                                tables[name][day] = {
+                                    **span,
+                                    "rows": rows,
+                                    "bytes": temp.stat().st_size,
+                                }
+                                os.replace(temp, path)
+                                written += 1
+                            finally:
+                                temp.unlink(missing_ok=True)
+                    sources = {
+                        source: _source_state(conn, source, watermark)
+                        for source, watermark in watermarks.items()
+                    }
+                for name in _EXPORT_QUERIES:
+                    if (out / name).is_dir():
+                        _fsync(out / name)
+                _write_manifest(out, sources, tables)
+                return written
+        logger.warning("decision log export: unreadable manifest; exporting in full")
+        result = self.export(out, full=True)
+        return sum(len(found) for found in result.days.values())
+
     # -- export ------------------------------------------------------------------------------
 
     def export(

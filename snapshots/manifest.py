@@ -47,6 +47,10 @@ class SnapshotManifest(BaseModel):
     build_seconds: float
     #: The identity settings named by NORMALIZATION_SETTINGS, as plain JSON data.
     identity_settings: dict[str, Any]
+    #: The snapshot this one was copied from, when it was not built from the warehouse.
+    derived_from: str | None = None
+    #: Why it was copied (``erasure``: the copy lacks an erased person's rows).
+    derivation: str | None = None
 
 
 def read_manifest(folder: Path) -> SnapshotManifest:
