@@ -31,7 +31,13 @@ from dagster_project.defs.ingest.checks import build_ingest_checks
 from dagster_project.defs.ingest.sensors import build_landing_sensor
 from dagster_project.defs.models.assets import customer_scores
 from dagster_project.defs.privacy.assets import RETENTION_ASSET_KEY, build_retention_asset
-from dagster_project.defs.publish.assets import build_publish_assets
+from dagster_project.defs.privacy.erasure import (
+    build_erasure_job,
+    build_erasure_scan,
+    build_erasure_sensor,
+    erasures,
+)
+from dagster_project.defs.publish.assets import SNAPSHOT_KEY, build_publish_assets
 from dagster_project.defs.publish.checks import build_publish_checks
 from dagster_project.defs.recommendations.assets import recommendations
 from dagster_project.defs.resources import CdpResource
@@ -81,6 +87,11 @@ def build_definitions(
         run_config, hour=policy.period_start_hour
     )
     retention_job, daily_retention = build_retention_schedule(RETENTION_ASSET_KEY, run_config)
+    batch_assets = build_batch_assets(policy)
+    # the erasure scan runs after everything a refresh writes
+    last_writers = [SNAPSHOT_KEY, RETENTION_ASSET_KEY, decision_measurement.key]
+    last_writers += [key for asset in batch_assets for key in asset.keys]
+    erasure_job = build_erasure_job(run_config)
     return dg.Definitions(
         assets=[
             realtime_events_fold,
@@ -93,8 +104,10 @@ def build_definitions(
             *build_publish_assets(),
             decision_log,
             decision_measurement,
-            *build_batch_assets(policy),
+            *batch_assets,
             build_retention_asset(config),
+            erasures,
+            build_erasure_scan(last_writers),
         ],
         asset_checks=[
             offsets_accounted_for,
@@ -102,9 +115,12 @@ def build_definitions(
             *build_identity_checks(config),
             *build_publish_checks(),
         ],
-        sensors=[build_landing_sensor(ingest_assets, run_config=run_config)],
+        sensors=[
+            build_landing_sensor(ingest_assets, run_config=run_config),
+            build_erasure_sensor(erasure_job, str(settings.home.resolve())),
+        ],
         schedules=[daily_full_refresh, daily_retention],
-        jobs=[full_refresh_job, retention_job],
+        jobs=[full_refresh_job, retention_job, erasure_job],
         resources={"cdp": cdp, "dbt": dbt_cli_resource()},
     )
 

@@ -22,6 +22,9 @@ from rich.table import Table
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from events.config import RealtimeConfig
+    from privacy.access import PersonRef
+    from privacy.erasure import ErasureResult
     from privacy.keys import HashedStore, Keyring, RehashReport
 
 console = Console(stderr=True)
@@ -64,11 +67,12 @@ def require_privacy_key(home: Path, key: SecretStr | None, key_file: Path | None
 def hashed_stores(home: Path) -> list[HashedStore]:
     """Every privacy store holding keyed hashes, for rotation: add each new store here.
 
-    None holds any yet (the API's audit log records customer ids, not identifiers); the
-    erasure requests and the suppression list implement ``privacy.keys.HashedStore``.
+    The erasure requests and the suppression list (``privacy.sqlite``). The audit log's
+    erased entries keep the keyed hash they had at erasure: they are a record, not matched.
     """
-    del home
-    return []
+    from privacy.suppression import PrivacyStore
+
+    return [PrivacyStore.at(home)]
 
 
 @key_app.command("create")
@@ -193,22 +197,17 @@ def _write_private(path: Path, payload: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@privacy_app.command("export")
-def export(
-    out: Annotated[Path, typer.Option(help="the JSON file to write (mode 0600)")],
-    customer_id: Annotated[str | None, typer.Option(help="the person's customer id")] = None,
-    email: Annotated[str | None, typer.Option(help="an email address of the person")] = None,
-    phone: Annotated[str | None, typer.Option(help="a phone number of the person")] = None,
-    identifier: Annotated[
-        str | None, typer.Option(help="TYPE:VALUE, e.g. account_id:ACC-1 or cookie_id:ck_1")
-    ] = None,
-    home: HomeOption = None,
-) -> None:
-    """Write everything held about one person (profile, identifiers, records, events,
-    consents, decisions, id history) as JSON; an unknown person gives "nothing held"."""
+def _person(
+    customer_id: str | None,
+    email: str | None,
+    phone: str | None,
+    identifier: str | None,
+    config_path: Path,
+) -> tuple[PersonRef, RealtimeConfig]:
+    """The person the options name and the realtime config (identifier types); exit 2 if bad."""
     from decisions.policy import PolicyError
     from events.config import RealtimeConfigError, load_realtime
-    from privacy.access import STEPS, AccessError, PersonRef, export_person, summary, to_json
+    from privacy.access import AccessError, PersonRef
 
     named = [v for v in (customer_id, email, phone, identifier) if v is not None]
     if len(named) != 1:
@@ -217,7 +216,6 @@ def export(
             "--identifier TYPE:VALUE[/red]"
         )
         raise typer.Exit(2)
-    cdp_home, _, _, config_path = _settings(home)
     try:
         if customer_id is not None:
             person = PersonRef(customer_id=customer_id)
@@ -232,6 +230,32 @@ def export(
     except (AccessError, PolicyError, RealtimeConfigError) as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from exc
+    return person, realtime
+
+
+CustomerIdOption = Annotated[str | None, typer.Option(help="the person's customer id")]
+EmailOption = Annotated[str | None, typer.Option(help="an email address of the person")]
+PhoneOption = Annotated[str | None, typer.Option(help="a phone number of the person")]
+IdentifierOption = Annotated[
+    str | None, typer.Option(help="TYPE:VALUE, e.g. account_id:ACC-1 or cookie_id:ck_1")
+]
+
+
+@privacy_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option(help="the JSON file to write (mode 0600)")],
+    customer_id: CustomerIdOption = None,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    identifier: IdentifierOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Write everything held about one person (profile, identifiers, records, events,
+    consents, decisions, id history) as JSON; an unknown person gives "nothing held"."""
+    from privacy.access import STEPS, AccessError, export_person, summary, to_json
+
+    cdp_home, _, _, config_path = _settings(home)
+    person, realtime = _person(customer_id, email, phone, identifier, config_path)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -266,3 +290,144 @@ def export(
         table.add_row(name, f"{count:,}")
     console.print(table)
     console.print(f"written to {out} (mode 0600: it holds personal data)")
+
+
+def _print_result(result: ErasureResult) -> None:
+    table = Table(title=f"erasure {result.request_id}: {result.status}")
+    for column in ("store", "status", "removed", "left", "seconds", "detail"):
+        table.add_column(column, justify="right" if column in ("removed", "left") else "left")
+    for step in result.steps:
+        colour = "green" if step.status in ("verified", "absent") else "red"
+        detail = step.error or "; ".join(
+            [f"{k}: {v}" for k, v in sorted(step.erased.removed.items()) if v]
+            + list(step.erased.notes)
+        )
+        table.add_row(
+            step.store,
+            f"[{colour}]{step.status}[/{colour}]",
+            f"{step.erased.total:,}",
+            f"{step.scan.remaining:,}",
+            f"{step.seconds:.2f}",
+            detail[:100],
+        )
+    if result.steps:
+        console.print(table)
+    if result.message:
+        console.print(result.message, soft_wrap=True)
+    console.print(
+        f"request {result.request_id}: {result.status}, {result.removed:,} row(s) removed or "
+        f"pseudonymized, {result.customer_ids} customer id(s) and {result.identifiers} "
+        f"identifier(s) on the suppression list, {result.seconds:.1f} s"
+    )
+
+
+@privacy_app.command("erase")
+def erase_command(
+    customer_id: CustomerIdOption = None,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    identifier: IdentifierOption = None,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for a pipeline run in progress")
+    ] = 3600.0,
+    home: HomeOption = None,
+) -> None:
+    """Erase one person from every store and keep them out (suppression list); the request is
+    recorded by keyed hashes only. An unknown person gives "nothing held"; erasing again is
+    harmless. Waits for a pipeline run in progress. Exit 1 when a store is not clean."""
+    from dagster_project.lib.erasure.registry import build_erasers
+    from privacy.access import AccessError
+    from privacy.erasure import ErasureBusy, erase
+    from privacy.suppression import COMPLETED, NOTHING_HELD
+
+    cdp_home, key, key_file, config_path = _settings(home)
+    keyring = require_privacy_key(cdp_home, key, key_file)
+    person, realtime = _person(customer_id, email, phone, identifier, config_path)
+    erasers = build_erasers(cdp_home, config_path)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("erasing", total=None)
+
+        def _on_step(step: str, done: int, total: int) -> None:
+            progress.update(task, description=step, completed=done, total=max(total, done, 1))
+
+        def _on_wait() -> None:
+            progress.update(task, description="waiting for the pipeline run in progress")
+
+        try:
+            result = erase(
+                cdp_home,
+                person,
+                keyring,
+                erasers,
+                requested_by=f"cli:{os.environ.get('USER', 'unknown')}",
+                identifier_types=realtime.identifiers,
+                progress=_on_step,
+                lock_timeout=wait,
+                on_wait=_on_wait,
+            )
+        except AccessError as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(2) from exc
+        except ErasureBusy as exc:
+            console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(3) from exc
+    _print_result(result)
+    if result.status not in (COMPLETED, NOTHING_HELD):
+        raise typer.Exit(1)
+
+
+@privacy_app.command("requests")
+def list_requests(
+    request_id: Annotated[
+        str | None, typer.Argument(help="show one request's status per store")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Erasure requests (newest first), or one request's status per store."""
+    from privacy.suppression import PrivacyStore
+
+    cdp_home, _, _, _ = _settings(home)
+    store = PrivacyStore.at(cdp_home)
+    if request_id is not None:
+        request = store.request(request_id)
+        if request is None:
+            console.print(f"[red]no erasure request {request_id}[/red]")
+            raise typer.Exit(2)
+        table = Table(title=f"erasure {request.request_id}: {request.status}")
+        for column in ("store", "status", "removed", "left", "seconds", "detail", "updated"):
+            table.add_column(column)
+        for step in store.steps(request_id):
+            table.add_row(
+                step.store,
+                step.status,
+                f"{step.removed:,}",
+                f"{step.remaining:,}",
+                f"{step.seconds:.2f}",
+                step.detail[:80],
+                step.updated_at.isoformat(timespec="seconds"),
+            )
+        console.print(table)
+        return
+    table = Table(title=f"erasure requests in {cdp_home}")
+    for column in ("request", "status", "named by", "requested", "by", "ids", "identifiers", "s"):
+        table.add_column(column)
+    for request in store.requests():
+        table.add_row(
+            request.request_id,
+            request.status,
+            request.subject_type,
+            request.requested_at.isoformat(timespec="seconds"),
+            request.requested_by,
+            str(request.customer_ids),
+            str(request.identifiers),
+            "" if request.duration_seconds is None else f"{request.duration_seconds:.1f}",
+        )
+    console.print(table)

@@ -17,6 +17,7 @@ from events.log import SqliteEventLog
 from events.processor import log_path
 from events.types import EventKind, ProductLine
 from privacy.keys import default_key_path, load_keyring
+from privacy.suppression import PrivacyStore
 from tests.support.api_world import customer_id, email
 from tests.support.stream_world import event, make_world
 
@@ -70,20 +71,29 @@ def test_create_status_and_rotate_a_key_file(tmp_path: Path) -> None:
     code, output = cdp("privacy", "key", "status", "--home", str(home))
     assert code == 0 and first.current.key_id in output and "current" in output
 
+    # the suppression list holds a hash under the first key
+    store = PrivacyStore.at(home)
+    request = store.create_request(first.hash("email", "a@b.co"), "email", "test")
+    store.add(request, {first.hash("email", "a@b.co"): "email"})
+    store.close()
+
     code, output = cdp("privacy", "key", "rotate", "--home", str(home))
     assert code == 0, output
     rotated = load_keyring(home)
     assert rotated.keys[1:] == first.keys and rotated.current != first.current
     assert f"new current key {rotated.current.key_id}" in output
-    assert "nothing to re-hash" in output
+    assert "privacy" in output  # the store's row in the re-hash table
+    assert {chain[0] for chain in PrivacyStore.at(home).chains()} == {rotated.current.key_id}
+    assert PrivacyStore.at(home).suppression(rotated).matches("email", "a@b.co")
     code, output = cdp("privacy", "key", "status", "--home", str(home))
     assert "older (matching only)" in output and first.current.key_id in output
-    # no store holds a hash under the old key: it can be retired
+    # the wrapped hashes still name the old key in their chain: it stays for matching
     code, output = cdp("privacy", "key", "retire", first.current.key_id, "--home", str(home))
-    assert code == 0 and "1 key(s) left" in output
-    assert load_keyring(home).keys == (rotated.current,)
+    assert code == 2 and "privacy" in output
+    assert load_keyring(home).keys == rotated.keys
     code, output = cdp("privacy", "key", "retire", rotated.current.key_id, "--home", str(home))
     assert code == 2 and "is the current key" in output
+    assert load_keyring(home).keys == rotated.keys
 
 
 def test_a_key_from_the_variable_is_not_rotated_by_the_command(tmp_path: Path) -> None:
