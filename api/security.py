@@ -283,14 +283,26 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def _descriptor(self, day: str) -> int:
-        if self._fd is None or self._day != day:
-            if self._fd is not None:
-                os.close(self._fd)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"pii-{day}.jsonl"
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._day = day
+        path = self.folder / f"pii-{day}.jsonl"
+        if self._fd is not None and self._day == day and not self._replaced(path):
+            return self._fd
+        if self._fd is not None:
+            os.close(self._fd)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._day = day
         return self._fd
+
+    def _replaced(self, path: Path) -> bool:
+        """Whether the open file is no longer the one at ``path``: an erasure rewrote the day's
+        file (a new file renamed over it), so lines must go to the new one, not the unlinked."""
+        assert self._fd is not None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            return True
+        opened = os.fstat(self._fd)
+        return (current.st_ino, current.st_dev) != (opened.st_ino, opened.st_dev)
 
     def write(self, entries: Iterable[Mapping[str, Any]]) -> int:
         """Append entries (each gets ``time`` if missing); returns how many were written."""

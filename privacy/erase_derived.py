@@ -53,23 +53,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from decisions.store import EXPORT_TABLES, DecisionStore, default_store_path
-from identity import IdentitySettings, Normalizer
-from privacy.keys import parse_hash
 from privacy.stores import EraseOutcome, Eraser, ScanOutcome
 from privacy.suppression import (
-    _EMAIL_TOKEN,
-    _PHONE_TOKEN,
-    _WORD_TOKEN,
     CUSTOMER_ID_TYPE,
+    PSEUDONYM_PREFIX,
     Normalize,
     Suppression,
     identifier_columns,
+    memoized,
+    store_normalizer,
 )
 from snapshots import (
     ALIAS_IDENTIFIER_TYPE,
     BUILD_PREFIX,
     DATABASE_FILE,
-    NORMALIZATION_SETTINGS,
     PUBLISH_LOCK_FILE,
     SnapshotError,
     SnapshotManifest,
@@ -84,10 +81,6 @@ from snapshots import (
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of a pseudonymized customer id (the decision log and its export).
-PSEUDONYM_PREFIX: Final[str] = "erased:"
-#: Hex characters of the keyed hash's digest a pseudonym keeps.
-PSEUDONYM_HEX: Final[int] = 16
 #: How long erasure waits for API processes to release an old snapshot before deleting it.
 LEASE_WAIT_SECONDS: Final[float] = 30.0
 #: How old a lease may be and still protect a snapshot (the publisher's default).
@@ -100,8 +93,6 @@ DECISION_EXPORT_DIR: Final[str] = "lake/_decisions"
 TEXT_SUFFIXES: Final[frozenset[str]] = frozenset(
     {".csv", ".jsonl", ".ndjson", ".json", ".txt", ".log", ".tsv", ".sql", ".yml", ".yaml"}
 )
-#: Characters either side of an ``@`` searched for an email (an address is at most 254).
-_EMAIL_WINDOW: Final[int] = 256
 #: Values per ``in (...)`` list in SQLite statements (below its variable limit).
 _CHUNK: Final[int] = 500
 #: The (type, value) column pair of identifier tables (snapshot and warehouse alike).
@@ -113,41 +104,6 @@ class ErasureStoreError(RuntimeError):
 
 
 # --- shared helpers -------------------------------------------------------------------------
-
-
-def normalizer_for(home: Path) -> Normalize:
-    """Identity's ``Normalizer.identifier`` with the settings of the serving snapshot (as
-    identity normalized the data it was built from), or the defaults without a snapshot."""
-    serving = Path(home) / "serving"
-    settings = IdentitySettings()
-    try:
-        current = read_current(serving)
-        if current is not None:
-            manifest = read_manifest(snapshot_folder(serving, current))
-            settings = IdentitySettings.model_validate(
-                {k: v for k, v in manifest.identity_settings.items() if k in NORMALIZATION_SETTINGS}
-            )
-    except (OSError, SnapshotError, ValueError) as exc:
-        logger.warning("serving snapshot unreadable (%s); default normalization", exc)
-    return Normalizer(settings).identifier
-
-
-def memoized(normalize: Normalize, size: int = 500_000) -> Normalize:
-    """``normalize`` with a memo: a store repeats values, and free text repeats tokens (phone
-    parsing and blocklist checks cost microseconds a value, more than the hash)."""
-    memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
-
-    def cached(identifier_type: str, raw: Any) -> tuple[Any, Any]:
-        key = (identifier_type, raw)
-        found = memo.get(key)
-        if found is None:
-            found = normalize(identifier_type, raw)
-            if len(memo) >= size:
-                memo.clear()
-            memo[key] = found
-        return found
-
-    return cached
 
 
 def _literal(text: str) -> str:
@@ -167,30 +123,6 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]
 def _normalize_for(kind: str, normalize: Normalize) -> Normalize | None:
     """Customer ids are hashed as stored (stripped); everything else as identity normalizes."""
     return None if kind in (CUSTOMER_ID_TYPE, ALIAS_IDENTIFIER_TYPE) else normalize
-
-
-def matched_hash(person: Suppression, identifier_type: str, value: str) -> str | None:
-    """The list entry (keyed hash) that (type, normalized value) matches, if any."""
-    if not person.matches(identifier_type, value):
-        return None
-    for chain in sorted(person.chains):
-        candidate = person.keyring.hash_under(chain, identifier_type, value)
-        if candidate in person.hashes:
-            return candidate
-    return None
-
-
-def pseudonym(person: Suppression, customer_id: str) -> str | None:
-    """``erased:<16 hex>`` for one of the person's customer ids (None: not theirs).
-
-    The hex is the start of the digest of the id's keyed hash: the same id always gets the
-    same pseudonym, so counts by person survive, and two ids never share one (the decision
-    log's unique key per customer, placement and period cannot collide).
-    """
-    found = matched_hash(person, CUSTOMER_ID_TYPE, customer_id.strip())
-    if found is None:
-        return None
-    return PSEUDONYM_PREFIX + parse_hash(found).digest.hex()[:PSEUDONYM_HEX]
 
 
 def _pair_matches(person: Suppression, kind: Any, value: Any, normalize: Normalize) -> bool:
@@ -445,7 +377,7 @@ class ServingEraser:
     ) -> None:
         self.home = Path(home)
         self.serving_dir = self.home / "serving"
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
         self.lease_wait_seconds = lease_wait_seconds
         self.lease_ttl_seconds = lease_ttl_seconds
 
@@ -686,7 +618,7 @@ class WarehouseEraser:
     ) -> None:
         self.home = Path(home)
         self.path = self.home / "warehouse.duckdb"
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
         self.wait_seconds = wait_seconds
 
     def related(self, person: Suppression) -> dict[str, str]:
@@ -813,7 +745,7 @@ class DecisionsEraser:
         self.home = Path(home)
         self.path = default_store_path(self.home)
         self.export_dir = self.home / DECISION_EXPORT_DIR
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
 
     def related(self, person: Suppression) -> dict[str, str]:
         """Nothing: the log is keyed by customer ids only."""
@@ -888,7 +820,7 @@ class DecisionsEraser:
         with DecisionStore.open(self.path) as store:
             pseudonyms = {}
             for customer_id in self._log_ids(store):
-                alias = pseudonym(person, customer_id)
+                alias = person.pseudonym(customer_id)
                 if alias is not None:
                     pseudonyms[customer_id] = alias
             changed, days = store.pseudonymize(pseudonyms)
@@ -967,7 +899,7 @@ class AuditEraser:
     ) -> None:
         self.home = Path(home)
         self.folder = folder or self.home / "audit"
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
 
     def related(self, person: Suppression) -> dict[str, str]:
         """Nothing: audit lines name customer ids only."""
@@ -990,7 +922,7 @@ class AuditEraser:
                 return line, False
             customer = entry.get("customer_id")
             found = (
-                matched_hash(person, CUSTOMER_ID_TYPE, str(customer).strip())
+                person.matched_hash(CUSTOMER_ID_TYPE, str(customer).strip())
                 if isinstance(customer, str)
                 else None
             )
@@ -1043,49 +975,9 @@ class AuditEraser:
         return EraseOutcome(removed=removed, notes=notes)
 
 
-def _email_tokens(text: str) -> set[str]:
-    """The email-shaped tokens of ``text``, searched only around each ``@``: the email pattern
-    retries every start of a long run of word characters, which costs 1.7 s on a 7 MB dbt log
-    when run over the whole text (a few milliseconds this way)."""
-    found: set[str] = set()
-    at = text.find("@")
-    while at != -1:
-        window = text[max(0, at - _EMAIL_WINDOW) : at + _EMAIL_WINDOW]
-        found.update(_EMAIL_TOKEN.findall(window))
-        at = text.find("@", at + 1)
-    return found
-
-
 def text_names(text: str, person: Suppression, normalize: Normalize) -> bool:
-    """Whether free text names the person: ``Suppression.text_matches``'s tokens (emails,
-    phone-like runs, id-like words), each distinct token tried once.
-
-    The fast path for large files (dbt logs and manifests under ``runs/``: 26 MB a run of the
-    10k demo): tokens are found by ``findall`` and de-duplicated before any normalizing or
-    hashing, so a clean file costs a pass of three regular expressions (measured 18 s -> 2 s
-    over a demo run's folder). A file that names the person is then read record by record.
-    """
-    if not person or not text:
-        return False
-    types = person.types
-    if "email" in types:
-        for token in _email_tokens(text):
-            value = normalize("email", token)[0]
-            if value is not None and person.matches("email", str(value)):
-                return True
-    if "phone" in types:
-        for token in set(_PHONE_TOKEN.findall(text)):
-            value = normalize("phone", token)[0]
-            if value is not None and person.matches("phone", str(value)):
-                return True
-    others = sorted(set(types) - {"email", "phone"})
-    if others:
-        for word in {w.strip(".:-") for w in set(_WORD_TOKEN.findall(text))}:
-            for kind in others:
-                value = normalize(kind, word)[0]
-                if value is not None and person.matches(kind, str(value)):
-                    return True
-    return False
+    """Whether free text names the person (:meth:`Suppression.text_names`, the fast form)."""
+    return person.text_names(text, normalize)
 
 
 # --- exports and run artefacts --------------------------------------------------------------
@@ -1109,7 +1001,7 @@ class _FileTreeEraser:
 
     def __init__(self, home: Path, normalize: Normalize | None = None) -> None:
         self.home = Path(home)
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
 
     def related(self, person: Suppression) -> dict[str, str]:
         """Nothing: exports repeat identifiers the other stores hold."""
@@ -1257,7 +1149,7 @@ class DagsterStorageScan:
     def __init__(self, home: Path, normalize: Normalize | None = None) -> None:
         self.home = Path(home)
         self.folder = self.home / "dagster"
-        self.normalize = memoized(normalize or normalizer_for(self.home))
+        self.normalize = memoized(normalize or store_normalizer(self.home))
 
     def related(self, person: Suppression) -> dict[str, str]:
         """Nothing."""
@@ -1330,7 +1222,7 @@ def derived_erasers(
     ``audit_dir`` is the API's audit folder when its settings move it (``CDP_API_AUDIT_DIR``);
     by default ``CDP_HOME/audit``.
     """
-    normalize = memoized(normalize or normalizer_for(home))
+    normalize = memoized(normalize or store_normalizer(home))
     return [
         WarehouseEraser(home, normalize),
         ServingEraser(home, normalize),

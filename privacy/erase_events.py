@@ -55,7 +55,7 @@ from events.processor import log_path
 from events.resolve import event_identifiers
 from events.state import now_micros, state_path
 from events.types import CATALOG_KINDS, NewEvent
-from privacy.keys import Keyring, parse_hash
+from privacy.keys import parse_hash
 from privacy.retention import (
     DELETE_CHUNK,
     _connect,
@@ -69,14 +69,14 @@ from privacy.stores import EraseOutcome, ScanOutcome
 from privacy.suppression import (
     CUSTOMER_ID_TYPE,
     ORDER_ID_TYPE,
+    PSEUDONYM_HEX,
+    PSEUDONYM_PREFIX,
     Normalize,
     Suppression,
 )
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of a pseudonymized customer id (outbox messages, the decision log).
-ERASED_PREFIX: Final[str] = "erased:"
 #: The reason an outbox message of an erased person was dead-lettered with.
 ERASED_REASON: Final[str] = ERASED_ERROR
 #: Events read from the log per query.
@@ -97,11 +97,11 @@ CUSTOMER_TABLES: Final[tuple[str, ...]] = (
 )
 
 
-def pseudonym(keyring: Keyring, customer_id: str) -> str:
-    """``erased:`` + the first 16 hex of the customer id's keyed hash: stable per person and
-    key, and names no one."""
-    digest = parse_hash(keyring.hash(CUSTOMER_ID_TYPE, customer_id)).digest
-    return ERASED_PREFIX + digest.hex()[:16]
+def _fallback_pseudonym(person: Suppression, customer_id: str) -> str:
+    """A pseudonym for an id the live state tied to the person but the list does not hold
+    (a provisional id seen after the request was made): under the current key."""
+    digest = parse_hash(person.keyring.hash(CUSTOMER_ID_TYPE, customer_id)).digest
+    return PSEUDONYM_PREFIX + digest.hex()[:PSEUDONYM_HEX]
 
 
 class _Normalizer:
@@ -702,7 +702,7 @@ def _pseudonymize(conn: sqlite3.Connection, ids: Iterable[str], person: Suppress
     changed = 0
     now = now_micros()
     for customer_id in ids:
-        alias = pseudonym(person.keyring, customer_id)
+        alias = person.pseudonym(customer_id) or _fallback_pseudonym(person, customer_id)
         changed += conn.execute(
             "update outbox set customer_id = ?, payload = '{}', "
             "last_error = case when status = 'delivered' then last_error else ? end, "
@@ -737,11 +737,9 @@ def _scrub(
 
 
 __all__ = [
-    "ERASED_PREFIX",
     "ERASED_REASON",
     "EventsEraser",
     "event_keys",
     "event_suppressed",
-    "pseudonym",
     "suppression_filter",
 ]

@@ -18,6 +18,7 @@ value as identity does, hashes it under each key chain the list holds, and asks 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -32,7 +33,17 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from identity import IdentitySettings, Normalizer
 from privacy.keys import Keyring, RehashReport, parse_hash
+from snapshots import (
+    NORMALIZATION_SETTINGS,
+    SnapshotError,
+    read_current,
+    read_manifest,
+    snapshot_folder,
+)
+
+logger = logging.getLogger(__name__)
 
 #: The privacy store under CDP_HOME.
 PRIVACY_DB: Final[str] = "privacy/privacy.sqlite"
@@ -41,6 +52,10 @@ PRIVACY_DB: Final[str] = "privacy/privacy.sqlite"
 CUSTOMER_ID_TYPE: Final[str] = "customer_id"
 #: Order ids of an erased person's orders: order lines and events point at them.
 ORDER_ID_TYPE: Final[str] = "order_id"
+#: Prefix of the pseudonym an erased person's customer id is replaced by where a count must
+#: survive (decision log, outbox): ``erased:<16 hex>``.
+PSEUDONYM_PREFIX: Final[str] = "erased:"
+PSEUDONYM_HEX: Final[int] = 16
 #: Reason counted when ingest drops a record of an erased person.
 SUPPRESSED_REASON: Final[str] = "erased_person"
 
@@ -209,6 +224,43 @@ class Suppression:
                 mask = pc.or_(mask, hit)
         return mask
 
+    def matched_hash(self, identifier_type: str, normalized_value: str) -> str | None:
+        """The list entry (keyed hash) that (type, normalized value) matches, if any."""
+        if not self.matches(identifier_type, normalized_value):
+            return None
+        for chain in sorted(self.chains):
+            candidate = self.keyring.hash_under(chain, identifier_type, normalized_value)
+            if candidate in self.hashes:
+                return candidate
+        return None
+
+    def pseudonym(self, customer_id: str) -> str | None:
+        """``erased:<16 hex>`` for a listed customer id (None: not listed).
+
+        The hex is the start of the digest of the id's list entry: the same id always gets the
+        same pseudonym, so counts by person survive, and two ids never share one (the decision
+        log's unique key per customer, placement and period cannot collide).
+        """
+        found = self.matched_hash(CUSTOMER_ID_TYPE, customer_id.strip())
+        if found is None:
+            return None
+        return PSEUDONYM_PREFIX + parse_hash(found).digest.hex()[:PSEUDONYM_HEX]
+
+    def text_names(self, text: str, normalize: Normalize | None = None) -> bool:
+        """Whether free text holds a listed identifier: each distinct token tried once.
+
+        The fast form of :meth:`text_matches` for large files (dbt logs, run storage): tokens
+        are de-duplicated before any normalizing or hashing, so a clean file costs one pass
+        of the token patterns.
+        """
+        if not self.hashes or not text:
+            return False
+        for kind, raw in set(text_identifiers(text, self.types)):
+            normalized = raw.strip() if normalize is None else normalize(kind, raw)[0]
+            if normalized is not None and self.matches(kind, str(normalized)):
+                return True
+        return False
+
     def text_matches(self, text: str, normalize: Normalize | None = None) -> int:
         """How many identifier-like tokens of free text are listed (0: the text is clean)."""
         if not self.hashes or not text:
@@ -221,10 +273,14 @@ class Suppression:
         return count
 
 
-#: Tokens of free text that may be identifiers: emails, phone-like runs, and id-like words.
-_EMAIL_TOKEN: Final[re.Pattern[str]] = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+#: Free text is cut at characters no identifier holds (``:`` included, so ``cookie:ck_1`` and
+#: ``mailto:a@b.co`` give their values); emails are then the pieces of email shape, other ids
+#: every word-like piece. Splitting first keeps this linear: an email pattern run over the
+#: whole text backtracks on long runs of word characters (seconds on a 7 MB log).
+_TEXT_SPLIT: Final[re.Pattern[str]] = re.compile(r"[^\w.+@'-]+")
+_EMAIL_SHAPE: Final[re.Pattern[str]] = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE_TOKEN: Final[re.Pattern[str]] = re.compile(r"\+?\d[\d ().-]{5,}\d")
-_WORD_TOKEN: Final[re.Pattern[str]] = re.compile(r"[\w:.-]{3,}")
+_WORD_TOKEN: Final[re.Pattern[str]] = re.compile(r"[\w.-]{3,}")
 
 
 def text_identifiers(text: str, types: Iterable[str]) -> Iterator[tuple[str, str]]:
@@ -235,16 +291,18 @@ def text_identifiers(text: str, types: Iterable[str]) -> Iterator[tuple[str, str
     Cheap and over-inclusive: the keyed hash decides.
     """
     wanted = set(types)
-    if "email" in wanted:
-        for match in _EMAIL_TOKEN.finditer(text):
-            yield "email", match.group(0)
+    if "email" in wanted and "@" in text:
+        for piece in _TEXT_SPLIT.split(text):
+            if "@" in piece:
+                for match in _EMAIL_SHAPE.finditer(piece):
+                    yield "email", match.group(0).strip(".'-")
     if "phone" in wanted:
         for match in _PHONE_TOKEN.finditer(text):
             yield "phone", match.group(0)
     others = sorted(wanted - {"email", "phone"})
     if others:
         for match in _WORD_TOKEN.finditer(text):
-            token = match.group(0).strip(".:-")
+            token = match.group(0).strip(".-")
             for kind in others:
                 yield kind, token
 
@@ -264,6 +322,42 @@ def identifier_columns(names: Iterable[str], types: Iterable[str]) -> dict[str, 
                 found[name] = kind
                 break
     return found
+
+
+def store_normalizer(home: Path) -> Normalize:
+    """Identity's ``Normalizer.identifier`` with the settings of the serving snapshot (as
+    identity normalized the data it was built from), or the defaults without a snapshot: the
+    same values must hash the same way at ingest, in every eraser and in the check."""
+    serving = Path(home) / "serving"
+    settings = IdentitySettings()
+    try:
+        current = read_current(serving)
+        if current is not None:
+            manifest = read_manifest(snapshot_folder(serving, current))
+            settings = IdentitySettings.model_validate(
+                {k: v for k, v in manifest.identity_settings.items() if k in NORMALIZATION_SETTINGS}
+            )
+    except (OSError, SnapshotError, ValueError) as exc:
+        logger.warning("serving snapshot unreadable (%s); default normalization", exc)
+    return Normalizer(settings).identifier
+
+
+def memoized(normalize: Normalize, size: int = 500_000) -> Normalize:
+    """``normalize`` with a memo: a store repeats values, and free text repeats tokens (phone
+    parsing and blocklist checks cost microseconds a value, more than the hash)."""
+    memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
+
+    def cached(identifier_type: str, raw: Any) -> tuple[Any, Any]:
+        key = (identifier_type, raw)
+        found = memo.get(key)
+        if found is None:
+            found = normalize(identifier_type, raw)
+            if len(memo) >= size:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    return cached
 
 
 # --- the store ------------------------------------------------------------------------------

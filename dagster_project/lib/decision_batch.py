@@ -269,12 +269,11 @@ def write_export(table: pa.Table, folder: Path, day: str) -> tuple[Path, Path]:
 
 
 def masked_sample(decisions: Sequence[Decision], rows: int = 5) -> list[dict[str, Any]]:
-    """A few export rows fit for metadata: the masked subject, no address."""
+    """A few export rows fit for metadata: the masked subject, themes and products. No address
+    and no customer or decision id: Dagster's run storage keeps metadata for ever, beyond an
+    erasure's reach, and a decision id is a hash of the customer id (it names the person)."""
     return [
         {
-            "decision_id": d.decision_id,
-            "customer_id": d.customer_id,
-            "email": MASK,
             "subject": d.subject_masked,
             "theme": d.theme,
             "product_ids": " ".join(item.product_id for item in d.items),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.security import create_key, hash_key, load_keys_file
+from api.security import AuditLog, create_key, hash_key, load_keys_file
 from dagster_project.lib.publish import publish_snapshot
 from tests.support.api_harness import Api, Published
 from tests.support.api_world import EMAIL_RECORD, customer_id, email, phone
@@ -352,3 +353,18 @@ def test_client_request_ids_are_kept_only_when_they_look_like_ids(
     returned = response.headers["x-request-id"]
     assert (returned == given) is kept
     assert len(returned) <= 64
+
+
+def test_the_audit_log_follows_a_file_rewritten_under_it(tmp_path: Path) -> None:
+    """An erasure replaces the day's file (a new file renamed over it): the next lines must
+    land in the new file, not in the unlinked one the writer still held open."""
+    log = AuditLog(tmp_path / "audit")
+    log.write([{"customer_id": "c1"}])
+    (path,) = (tmp_path / "audit").glob("pii-*.jsonl")
+    rewritten = path.with_suffix(".tmp")
+    rewritten.write_bytes(b'{"customer_id": "kh1:abc"}\n')
+    os.replace(rewritten, path)
+    log.write([{"customer_id": "c2"}])
+    log.close()
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert [line["customer_id"] for line in lines] == ["kh1:abc", "c2"]

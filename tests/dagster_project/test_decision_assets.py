@@ -414,6 +414,7 @@ def test_the_batch_exports_only_consented_sends_and_is_idempotent(
     sample = str(metadata["sample"])
     assert MASK in sample
     assert not any(row["email"] in sample for row in rows)
+    assert not any(row["customer_id"] in sample or row["decision_id"] in sample for row in rows)
 
     # a second run in the same period: the same decisions, nothing counted twice
     before = store.execute("select count(*), sum(is_sent) from deliveries").fetchone()

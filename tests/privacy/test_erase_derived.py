@@ -30,7 +30,6 @@ from decisions.store import DecisionStore, default_store_path, read_export
 from decisions.types import Decision, DecisionItem
 from privacy.access import PersonRef, export_person
 from privacy.erase_derived import (
-    PSEUDONYM_PREFIX,
     AuditEraser,
     DagsterStorageScan,
     DecisionsEraser,
@@ -40,13 +39,11 @@ from privacy.erase_derived import (
     WarehouseEraser,
     _rewrite_lines,
     derived_erasers,
-    normalizer_for,
-    pseudonym,
     text_names,
 )
 from privacy.keys import Keyring, PrivacyKey
 from privacy.stores import Eraser
-from privacy.suppression import Suppression
+from privacy.suppression import PSEUDONYM_PREFIX, Suppression, store_normalizer
 from snapshots import list_snapshots, read_current, read_manifest, snapshot_folder
 from tests.conftest import TEST_PRIVACY_KEY
 from tests.support.api_harness import Server, make_keys, start_server, stop_server
@@ -458,7 +455,7 @@ def test_decisions_are_pseudonymized_and_still_counted(world: StreamWorld) -> No
 
     outcome = eraser.erase(_person())
 
-    alias = pseudonym(_person(), customer_id(PERSON))
+    alias = _person().pseudonym(customer_id(PERSON))
     assert alias is not None and alias.startswith(PSEUDONYM_PREFIX) and len(alias) == 7 + 16
     assert outcome.removed["choices pseudonymized"] == 4
     assert outcome.removed["deliveries pseudonymized"] == 4
@@ -509,8 +506,8 @@ def test_decisions_are_pseudonymized_and_still_counted(world: StreamWorld) -> No
     assert eraser.scan(_person()).remaining == 0
     second = eraser.erase(_person())
     assert second.total == 0
-    assert pseudonym(_person(), customer_id(PERSON)) == alias  # stable
-    assert pseudonym(_person(), customer_id(OTHER)) is None
+    assert _person().pseudonym(customer_id(PERSON)) == alias  # stable
+    assert _person().pseudonym(customer_id(OTHER)) is None
 
 
 def test_decisions_absent_when_there_is_no_log(tmp_path: Path) -> None:
@@ -679,7 +676,7 @@ def test_dagster_storage_is_scanned_never_rewritten(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     (storage / "compute.log").write_text(f"loaded row for ACC-{PERSON}\nok\n")
-    scanner = DagsterStorageScan(tmp_path, normalizer_for(tmp_path))
+    scanner = DagsterStorageScan(tmp_path, store_normalizer(tmp_path))
     before = (storage / "index.db").read_bytes()
 
     found = scanner.scan(_person())
@@ -721,7 +718,7 @@ def _no_leftovers(tmp_path: Path) -> Iterator[None]:
     ],
 )
 def test_the_fast_text_check_agrees_with_text_matches(text: str, named: bool) -> None:
-    normalize = normalizer_for(Path("/nonexistent"))
+    normalize = store_normalizer(Path("/nonexistent"))
     assert text_names(text, _person(), normalize) is named
     assert (_person().text_matches(text, normalize) > 0) is named
 

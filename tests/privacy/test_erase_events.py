@@ -25,13 +25,17 @@ from events.state import state_path
 from events.types import EventKind, FailedEvent, ProductLine
 from identity import IdentitySettings, Normalizer
 from privacy.erase_events import (
-    ERASED_PREFIX,
     EventsEraser,
-    pseudonym,
     suppression_filter,
 )
 from privacy.keys import Keyring, load_keyring
-from privacy.suppression import CUSTOMER_ID_TYPE, PrivacyStore, Suppression, SuppressionCache
+from privacy.suppression import (
+    CUSTOMER_ID_TYPE,
+    PSEUDONYM_PREFIX,
+    PrivacyStore,
+    Suppression,
+    SuppressionCache,
+)
 from tests.conftest import TEST_PRIVACY_KEY
 from tests.support.api_world import customer_id, email
 from tests.support.stream_world import CONFIG, StreamWorld, event, make_world
@@ -266,9 +270,9 @@ def test_erase_removes_the_person_everywhere_and_keeps_the_other(world: World) -
             conn, "select customer_id, status, payload, last_error from outbox order by message_id"
         )
     assert len(outbox_after) == len(outbox_before)  # delivery counts survive
-    alias = pseudonym(world.keyring, mine)
+    alias = person.pseudonym(mine) or ""
     theirs = [m for m in outbox_after if m[0] == alias]
-    assert alias.startswith(ERASED_PREFIX) and len(theirs) == 2
+    assert alias.startswith(PSEUDONYM_PREFIX) and len(theirs) == 2
     assert {m[1] for m in theirs} == {"delivered", "dead"}  # the pending one: dead-lettered
     assert all(m[2] == "{}" for m in theirs)
     assert [m[3] for m in theirs if m[1] == "dead"] == ["erased"]

@@ -195,7 +195,7 @@ def batch_metadata(result: BatchResult) -> dict[str, Any]:
         "csv_path": dg.MetadataValue.path(str(result.csv_path)),
         "sample": dg.MetadataValue.md(
             markdown_table(
-                list(result.sample[0]) if result.sample else ["decision_id"],
+                list(result.sample[0]) if result.sample else ["subject"],
                 [list(row.values()) for row in result.sample],
             )
         ),

@@ -9,12 +9,17 @@ import dagster as dg
 from dagster_project.defs.events.assets import FOLD_ASSET_KEY, folded_source_names
 from dagster_project.defs.resources import CdpResource
 from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType, SourceConfig
-from dagster_project.lib.erasure import erasure_normalizer
 from dagster_project.lib.ingest import FileStatus, IngestError, IngestReport, ingest_source
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.settings import PlatformSettings
 from privacy.keys import PrivacyKeyError, load_keyring
-from privacy.suppression import Normalize, PrivacyStore, Suppression, SuppressionCache
+from privacy.suppression import (
+    Normalize,
+    PrivacyStore,
+    Suppression,
+    SuppressionCache,
+    store_normalizer,
+)
 
 INGEST_GROUP = "ingest"
 
@@ -61,7 +66,7 @@ def load_suppression(home: Path) -> tuple[Suppression, Normalize] | None:
             f"missing: {exc}"
         ) from exc
     suppression = SuppressionCache(home, keyring).get()
-    return (suppression, erasure_normalizer(home)) if suppression else None
+    return (suppression, store_normalizer(home)) if suppression else None
 
 
 def _column_schema(source: SourceConfig) -> dg.TableSchema:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dagster_project.lib.erasure.lake import (
     LakeEraser,
-    erasure_normalizer,
     person_columns,
 )
 
-__all__ = ["LakeEraser", "erasure_normalizer", "person_columns"]
+__all__ = ["LakeEraser", "person_columns"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import hashlib
 import io
 import logging
@@ -72,6 +71,7 @@ from privacy.suppression import (
     Normalize,
     Suppression,
     identifier_columns,
+    memoized,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,31 +95,6 @@ _EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 def default_normalize() -> Normalize:
     """Identity's default normalizer (before any snapshot exists)."""
     return Normalizer(IdentitySettings()).identifier
-
-
-def memoized(normalize: Normalize, size: int = 1_000_000) -> Normalize:
-    """``normalize`` with a memo: the same values recur in every part and monthly file."""
-    return functools.lru_cache(maxsize=size)(normalize)
-
-
-def erasure_normalizer(home: Path) -> Normalize:
-    """The serving snapshot's normalizer (how the data was normalized), else identity's
-    defaults: the same values must hash the same way at ingest, in the eraser and the check."""
-    from events.resolve import SnapshotView
-    from snapshots import read_current, snapshot_folder
-
-    serving = Path(home) / "serving"
-    try:
-        snapshot_id = read_current(serving)
-        if snapshot_id is not None:
-            view = SnapshotView.open(snapshot_folder(serving, snapshot_id))
-            try:
-                return view.normalizer.identifier
-            finally:
-                view.close()
-    except Exception as exc:  # a damaged snapshot must not stop an erasure: say so, go on
-        logger.warning("erasure: serving snapshot unreadable (%s); identity's defaults used", exc)
-    return default_normalize()
 
 
 # --- which columns name a person --------------------------------------------------------------

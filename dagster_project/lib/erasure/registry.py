@@ -12,18 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from dagster_project.lib.config import load_config
-from dagster_project.lib.erasure.lake import LakeEraser, erasure_normalizer
+from dagster_project.lib.erasure.lake import LakeEraser
 from dagster_project.lib.workspace import Workspace
 from privacy.erase_derived import derived_erasers
 from privacy.erase_events import EventsEraser
 from privacy.stores import Eraser
+from privacy.suppression import store_normalizer
 
 
 def build_erasers(home: Path, config_path: Path) -> list[Eraser]:
     """The erasers of every store under ``home`` (cdp.yml at ``config_path``)."""
     home = Path(home)
     loaded = load_config(Path(config_path))
-    normalize = erasure_normalizer(home)
+    normalize = store_normalizer(home)
     return [
         LakeEraser(loaded, Workspace(home), normalize),
         EventsEraser(home, normalize, loaded.config.realtime.identifiers),

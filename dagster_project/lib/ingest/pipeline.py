@@ -176,7 +176,8 @@ def ingest_source(
         run = _SourceRun(source, con, writer, lake_dir, quarantine_dir, ingested_at, limits, run_id)
         if suppression:
             # Imported here: the erasure library reads landing files with this package.
-            from dagster_project.lib.erasure.lake import default_normalize, memoized
+            from dagster_project.lib.erasure.lake import default_normalize
+            from privacy.suppression import memoized
 
             run.suppression = suppression
             run.normalize = memoized(normalize or default_normalize())
