@@ -631,6 +631,8 @@ class WarehouseEraser:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():  # a damaged file: waiting will not help
+                    raise ErasureStoreError(f"{self.path}: cannot be opened: {exc}") from exc
                 if time.monotonic() >= deadline:
                     raise ErasureStoreError(
                         f"{self.path}: still locked after {self.wait_seconds:.0f}s ({exc}); a "

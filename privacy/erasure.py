@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Final
 
 from events.config import IdentifierTypes
-from privacy.access import PersonRef, export_person
+from privacy.access import PersonRef, _open_snapshot, export_person
 from privacy.keys import Keyring
 from privacy.stores import EraseOutcome, Eraser, ScanOutcome
 from privacy.suppression import (
@@ -201,6 +201,35 @@ def _person_identifiers(document: dict[str, object]) -> set[tuple[str, str]]:
     return found
 
 
+def _shared_with_others(
+    home: Path, identifiers: set[tuple[str, str]], ids: Sequence[str]
+) -> set[tuple[str, str]]:
+    """The person's identifiers that other customers of the snapshot hold too.
+
+    A phone a household shares, a cookie of a shared computer: listing it would erase the
+    other customers' records too and drop their future ones at ingest. The person's own
+    records are still found by their other identifiers and customer ids.
+    """
+    wanted = {(k, v) for k, v in identifiers if k != CUSTOMER_ID_TYPE}
+    snapshot = _open_snapshot(home)
+    if snapshot is None or not wanted or not snapshot.has_table("customer_identifiers"):
+        if snapshot is not None:
+            snapshot.close()
+        return set()
+    try:
+        values = sorted({v for _, v in wanted})
+        own = list(ids) or [""]
+        rows = snapshot.conn.execute(
+            f"select distinct identifier_type, identifier_value from customer_identifiers "
+            f"where identifier_value in ({', '.join('?' * len(values))}) "
+            f"and customer_id not in ({', '.join('?' * len(own))})",
+            [*values, *own],
+        ).fetchall()
+    finally:
+        snapshot.close()
+    return {(str(k), str(v)) for k, v in rows} & wanted
+
+
 def _scan_all(erasers: Sequence[Eraser], person: Suppression) -> dict[str, ScanOutcome]:
     return {eraser.name: eraser.scan(person) for eraser in erasers}
 
@@ -250,7 +279,9 @@ def plan(
                 already_erased=True,
                 message=f"already erased by request {earlier}: the stores are checked again",
             )
-    person = Suppression.of_identifiers(keyring, _person_identifiers(document))
+    identifiers = _person_identifiers(document)
+    shared = _shared_with_others(home, identifiers, document.get("customer_ids") or [])
+    person = Suppression.of_identifiers(keyring, identifiers - shared)
     if not document["found"]:
         scans = _scan_all(scan_erasers, person)
         if not any(scan.remaining for scan in scans.values()):
@@ -267,7 +298,13 @@ def plan(
             )
     request_id = store.create_request(subject_hash, subject_type, requested_by)
     store.add(request_id, person.entries)
-    return Planned(request_id, PENDING)
+    message = (
+        f"{len(shared)} identifier(s) also held by other customers (a household phone, a shared "
+        "device) were left off the list: erasing this person does not remove those customers"
+        if shared
+        else ""
+    )
+    return Planned(request_id, PENDING, message=message)
 
 
 def carry_out(
@@ -375,6 +412,8 @@ def erase(
             )
         result = carry_out(home, planned.request_id, keyring, erasers, progress=progress)
         result.seconds = time.monotonic() - started
+        if planned.message and not planned.already_erased:
+            result.message = " ".join(m for m in (planned.message, result.message) if m)
         if planned.already_erased:
             result.already_erased_by = planned.request_id
             result.message = (
