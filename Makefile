@@ -78,6 +78,8 @@ ui: venv keys
 	@echo "                cdp stream (live profile, triggers) and the demo webhook receiver on :8025 run;"
 	@echo "                trigger emails land in $(CDP_HOME)/exports/webhooks/email.jsonl;"
 	@echo "                cdp events status | cdp outbox status"
+	@echo "  Privacy:      $(BIN)/cdp privacy export --email ADDRESS --out person.json"
+	@echo "                $(BIN)/cdp privacy erase --email ADDRESS   (every store; cdp privacy requests)"
 	@echo "  Listening on: $(DEMO_HOST) only (make demo DEMO_HOST=0.0.0.0 to share)"
 	@echo "  Workspace:    $(CDP_HOME)   (landing/, lake/, quarantine/, warehouse.duckdb, serving/)"
 	@echo ""

@@ -48,6 +48,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_decide.py", [], ["--persons", "20000", "--duration", "10", "--repeats", "2"]),
     ("bench_startup.py", [], ["--repeats", "3"]),
     ("bench_intake.py", [], ["--duration", "5"]),
+    ("bench_erasure.py", [], ["--persons", "5000"]),
     ("bench_realtime.py", [], ["--duration", "5", "--price-drops", "20", "--carts", "10"]),
 ]
 

@@ -32,6 +32,12 @@ class PlatformSettings(BaseSettings):
         "is not set; default CDP_HOME/secrets/privacy_key",
     )
 
+    api_audit_dir: Path | None = Field(
+        default=None,
+        description="CDP_API_AUDIT_DIR: the API's PII audit log folder when moved from "
+        "CDP_HOME/audit (erasure rewrites it, so the pipeline must know where it is)",
+    )
+
     @property
     def config_path(self) -> Path:
         """The cdp.yml to read."""

@@ -368,6 +368,12 @@ def test_reingest_of_the_original_files_brings_nothing_back(world: World, home: 
     summaries = _ingest_all(loaded, workspace, suppression=person)
     assert all(s["rows_ingested"] == 0 for s in summaries.values()), summaries
     assert {s: read_lake(workspace, s).num_rows for s in PERSON_SOURCES} == counts
+    # skipped, and the re-delivered landing files lose the person's records too
+    assert summaries["crm"]["rows_suppressed"] > 0
+    assert _leaks(home, world.values) == []
+    assert _eraser(home).scan(person).remaining == 0
+    quiet = _ingest_all(loaded, workspace, suppression=person)
+    assert all(s["rows_ingested"] == s["rows_suppressed"] == 0 for s in quiet.values()), quiet
     # A fresh home given the original files: the person's records are counted and dropped.
     fresh = home.parent / "fresh"
     fresh.mkdir()

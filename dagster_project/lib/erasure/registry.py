@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster_project.lib.config import load_config
 from dagster_project.lib.erasure.lake import LakeEraser
+from dagster_project.lib.settings import PlatformSettings
 from dagster_project.lib.workspace import Workspace
 from privacy.erase_derived import derived_erasers
 from privacy.erase_events import EventsEraser
@@ -25,8 +26,9 @@ def build_erasers(home: Path, config_path: Path) -> list[Eraser]:
     home = Path(home)
     loaded = load_config(Path(config_path))
     normalize = store_normalizer(home)
+    audit_dir = PlatformSettings(home=home).api_audit_dir  # CDP_API_AUDIT_DIR, as the API
     return [
         LakeEraser(loaded, Workspace(home), normalize),
         EventsEraser(home, normalize, loaded.config.realtime.identifiers),
-        *derived_erasers(home, normalize),
+        *derived_erasers(home, normalize, audit_dir=audit_dir),
     ]

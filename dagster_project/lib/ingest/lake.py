@@ -197,6 +197,10 @@ class Manifest:
         self.files.append(entry)
         write_json_atomic({"source": self.source, "files": self.files}, self.path)
 
+    def save(self) -> None:
+        """Write the manifest as it is (after an entry was changed in place)."""
+        write_json_atomic({"source": self.source, "files": self.files}, self.path)
+
     def part_order(self) -> list[str]:
         """Part file names in ingest order."""
         return [e["part"] for e in self.files if e.get("part")]

@@ -290,7 +290,21 @@ class _SourceRun:
         if sha256 in self.taken or earlier is not None or (self.lake_dir / name).exists():
             where = self.taken.get(sha256) or (earlier["path"] if earlier else name)
             reason = f"already ingested (same checksum as {where})"
-            return _FileOutcome(FileResult(display, sha256, FileStatus.SKIPPED, reason=reason))
+            dropped = 0
+            if self.suppression and sha256 not in self.taken:
+                dropped = self._clean_skipped(path, display, data, sha256, earlier)
+            if dropped:
+                reason += f"; {dropped} record(s) of erased persons removed from the landing file"
+            return _FileOutcome(
+                FileResult(
+                    display,
+                    sha256,
+                    FileStatus.SKIPPED,
+                    rows_read=dropped,
+                    rows_suppressed=dropped,
+                    reason=reason,
+                )
+            )
 
         source = self.source
         try:
@@ -356,6 +370,38 @@ class _SourceRun:
             "ingested_at": self.ingested_at.isoformat(),
             "run_id": self.run_id,
         }
+
+    def _clean_skipped(
+        self,
+        path: Path,
+        display: str,
+        data: bytes,
+        sha256: str,
+        earlier: dict[str, Any] | None,
+    ) -> int:
+        """A file already in the lake delivered again may be an older version that held an
+        erased person (the lake and the landing copy were rewritten without them): its records
+        stay out of the lake (it is skipped), and the landing file loses them too, so no store
+        holds them. The cleaned file's checksum joins the entry's known ones. Returns the
+        records removed (0 when the file names no erased person: nothing is rewritten)."""
+        source = self.source
+        try:
+            batch = read_records(
+                data, source.format, source.options, self.con, source.mapped_columns(), self.limits
+            )
+        except UnreadableFileError:
+            return 0
+        lineage = Lineage(display, sha256, self.ingested_at)
+        validated = validate(batch, source, self.con, lineage, self.limits)
+        _, dropped, new_sha256 = self._suppress(path, display, data, sha256, validated)
+        if dropped and earlier is not None and new_sha256 != earlier.get("sha256"):
+            from dagster_project.lib.erasure.lake import record_rewrite
+
+            current = str(earlier.get("sha256"))
+            record_rewrite(earlier, new_sha256, current, 0)  # known, the entry's file unchanged
+            self.flush()
+            self.manifest.save()
+        return dropped
 
     def _suppress(
         self, path: Path, display: str, data: bytes, sha256: str, validated: Validated
