@@ -1147,6 +1147,8 @@ class DagsterStorageScan:
     """
 
     name = "dagster"
+    #: erasing cannot fix what this scan finds (an asset that records values must change)
+    scan_only = True
 
     def __init__(self, home: Path, normalize: Normalize | None = None) -> None:
         self.home = Path(home)

@@ -139,6 +139,24 @@ def _acquire(fd: int, path: str, timeout: float | None, on_wait: Callable[[], No
             time.sleep(0.2)
 
 
+def _wait_until_idle(
+    busy: Callable[[], str | None] | None,
+    timeout: float | None,
+    on_wait: Callable[[], None] | None,
+) -> None:
+    if busy is None:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told = False
+    while (what := busy()) is not None:
+        if not told and on_wait is not None:
+            on_wait()
+            told = True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ErasureBusy(f"{what} is still in progress after {timeout:.0f} s; try again")
+        time.sleep(1.0)
+
+
 @dataclass(frozen=True)
 class StepReport:
     """One store's part in a request: what it removed and what its scan found after."""
@@ -386,11 +404,17 @@ def erase(
     progress: Progress | None = None,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     on_wait: Callable[[], None] | None = None,
+    busy: Callable[[], str | None] | None = None,
 ) -> ErasureResult:
-    """Record and carry out one request under the run lock (``cdp privacy erase``)."""
+    """Record and carry out one request under the run lock (``cdp privacy erase``).
+
+    ``busy()`` names work in progress the lock does not cover (a run the Dagster daemon
+    launched): the erasure waits, under the lock, until it returns None.
+    """
     report = progress or (lambda _step, _done, _total: None)
     started = time.monotonic()
     with home_lock(home, timeout=lock_timeout, on_wait=on_wait):
+        _wait_until_idle(busy, lock_timeout, on_wait)
         report("finding the person", 0, 1)
         planned = plan(
             home,

@@ -554,6 +554,29 @@ class PrivacyStore:
                 (request_id, store, status, removed, remaining, detail, seconds, _micros()),
             )
 
+    def reopen(self, statuses: tuple[str, ...] = (COMPLETED,)) -> list[str]:
+        """Mark requests in ``statuses`` incomplete (to be carried out again); returns them.
+
+        The erasure check calls it when a store holds an erased person again (a run that read
+        a store before an erasure and wrote after it): the pipeline carries them out again.
+        """
+        if not self.exists():
+            return []
+        marks = ", ".join("?" * len(statuses))
+        with self._write() as conn:
+            ids = [
+                str(r[0])
+                for r in conn.execute(
+                    f"select request_id from erasure_requests where status in ({marks})",
+                    statuses,
+                ).fetchall()
+            ]
+            conn.execute(
+                f"update erasure_requests set status = ? where status in ({marks})",
+                (INCOMPLETE, *statuses),
+            )
+        return ids
+
     def requests(self, limit: int = 1_000) -> list[ErasureRequest]:
         """Requests, newest first."""
         if not self.exists():

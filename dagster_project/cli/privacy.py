@@ -11,6 +11,7 @@ the platform does not start without a privacy key (see ``privacy.keys``).
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -321,6 +322,41 @@ def _print_result(result: ErasureResult) -> None:
     )
 
 
+#: Hours after which a run still marked as started is taken for one whose process died.
+RUN_STALE_HOURS = 6
+
+
+def _dagster_run_in_progress(home: Path) -> str | None:
+    """A run the Dagster UI or daemon started and that has not ended, if any (``cdp run``
+    holds the run lock; runs launched from the UI or by a schedule do not)."""
+    folder = home / "dagster"
+    if not (folder / "dagster.yaml").exists():
+        return None
+    import dagster as dg
+
+    from dagster_project.lib.workspace import Workspace
+    from dagster_project.runner import prepare_instance
+
+    instance = prepare_instance(Workspace(home))
+    # a run whose process was killed stays STARTED for ever: only recent ones count (a full
+    # refresh of the 100k world takes about 11 minutes)
+    recent = datetime.now(UTC) - timedelta(hours=RUN_STALE_HOURS)
+    running = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.CANCELING,
+            ],
+            created_after=recent,
+        ),
+        limit=1,
+    )
+    if not running:
+        return None
+    return f"Dagster run {running[0].dagster_run.run_id} ({running[0].dagster_run.job_name})"
+
+
 @privacy_app.command("erase")
 def erase_command(
     customer_id: CustomerIdOption = None,
@@ -372,6 +408,7 @@ def erase_command(
                 progress=_on_step,
                 lock_timeout=wait,
                 on_wait=_on_wait,
+                busy=lambda: _dagster_run_in_progress(cdp_home),
             )
         except AccessError as exc:
             console.print(f"[red]{exc}[/red]", soft_wrap=True)

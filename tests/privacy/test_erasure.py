@@ -14,7 +14,7 @@ import pytest
 from privacy.access import PersonRef, export_person
 from privacy.erase_derived import derived_erasers
 from privacy.erase_events import EventsEraser
-from privacy.erasure import carry_out, erase, home_lock
+from privacy.erasure import ErasureBusy, carry_out, erase, home_lock
 from privacy.keys import Keyring, load_keyring
 from privacy.stores import Eraser
 from privacy.suppression import (
@@ -143,3 +143,33 @@ def test_an_erasure_waits_for_a_run_in_progress(world: StreamWorld, keyring: Key
     assert waited and waited[0] < 0.5  # it said it was waiting, at once
     assert result.status == COMPLETED
     assert time.monotonic() - began > 1.0  # and went on only after the run let go
+
+
+def test_an_erasure_waits_for_work_the_lock_does_not_cover(
+    world: StreamWorld, keyring: Keyring
+) -> None:
+    """A run the Dagster daemon launched does not hold the lock: ``busy`` names it."""
+    answers = iter(["Dagster run r1 (cdp_full_refresh)", "Dagster run r1 (cdp_full_refresh)"])
+    told: list[bool] = []
+    result = erase(
+        world.home,
+        PersonRef(identifier_type="email", value=email(PERSON)),
+        keyring,
+        _erasers(world.home),
+        requested_by="test",
+        on_wait=lambda: told.append(True),
+        busy=lambda: next(answers, None),
+    )
+    assert told == [True] and result.status == COMPLETED
+    with pytest.raises(ErasureBusy, match="r1"):
+        erase(
+            world.home,
+            PersonRef(identifier_type="email", value=email(OTHER)),
+            keyring,
+            _erasers(world.home),
+            requested_by="test",
+            lock_timeout=0.5,
+            busy=lambda: "Dagster run r1 (cdp_full_refresh)",
+        )
+    assert PrivacyStore.at(world.home).suppression(keyring).matches("email", email(PERSON))
+    assert not PrivacyStore.at(world.home).suppression(keyring).matches("email", email(OTHER))

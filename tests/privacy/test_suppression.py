@@ -164,3 +164,14 @@ def test_a_damaged_store_file_is_an_error_not_an_empty_list(
     path.write_bytes(b"not a database" * 100)
     with pytest.raises(sqlite3.DatabaseError):
         PrivacyStore.at(tmp_path).suppression(keyring)
+
+
+def test_reopen_marks_completed_requests_incomplete(tmp_path: Path, keyring: Keyring) -> None:
+    store = PrivacyStore.at(tmp_path)
+    assert store.reopen() == []  # no store yet: nothing, and nothing created
+    done = store.create_request(keyring.hash("email", "a@b.co"), "email", "test")
+    store.finish_request(done, COMPLETED, customer_ids=1, identifiers=1, duration_seconds=1.0)
+    waiting = store.create_request(keyring.hash("email", "c@d.co"), "email", "test")
+    assert store.reopen() == [done]
+    assert store.request(done).status == "incomplete"  # type: ignore[union-attr]
+    assert store.request(waiting).status == PENDING  # type: ignore[union-attr]

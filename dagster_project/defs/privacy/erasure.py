@@ -126,13 +126,20 @@ def build_erasure_scan(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
                 markdown_table(["store", "matches left", "seconds"], rows)
             ),
         }
+        # what an erasure can fix (not a scan-only store, whose values an asset must stop
+        # recording) reopens the requests, so the sensor does not loop on it
+        fixable = sum(remaining[e.name] for e in erasers if not getattr(e, "scan_only", False))
+        reopened = store.reopen() if fixable else []
+        if reopened:
+            metadata["requests_reopened"] = len(reopened)
         yield dg.MaterializeResult(metadata=metadata)
         description = (
             "no store holds an identifier of an erased person"
             if not left
             else f"{left} match(es) of erased persons left in "
             + ", ".join(f"{name} ({n})" for name, n in remaining.items() if n)
-            + "; run `cdp privacy erase` again for the person (or the `privacy/erasures` asset)"
+            + f"; {len(reopened)} erasure request(s) reopened: the pending_erasures sensor "
+            "carries them out again (or run `cdp privacy erase` for the person)"
         )
         yield dg.AssetCheckResult(
             check_name=ERASURE_CHECK,
@@ -179,12 +186,14 @@ def build_erasure_sensor(job: "dg.UnresolvedAssetJobDefinition", home: str) -> d
         from pathlib import Path
 
         waiting = sorted(
-            r.request_id
+            (r.request_id, r.completed_at.isoformat() if r.completed_at else "")
             for r in PrivacyStore.at(Path(home)).requests()
             if r.status in (PENDING, INCOMPLETE)
         )
         if not waiting:
             return dg.SensorResult(skip_reason="no erasure request waiting")
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=",".join(waiting))])
+        # a reopened request has a new completion time since its last run: a new run key
+        key = ",".join(f"{request}@{done}" for request, done in waiting)
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)])
 
     return pending_erasures
