@@ -28,7 +28,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import sqlite3
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -151,7 +153,7 @@ def file_name(prefix: str, first: int, last: int, suffix: str = "jsonl") -> str:
 _RANGE = re.compile(r"^(?P<prefix>[a-z_]+)-(?P<first>\d+)-(?P<last>\d+)\.(jsonl|parquet)$")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -159,16 +161,36 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over ``path``, fsync the folder: a reader sees all or nothing."""
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write, fsync, rename over ``path``, fsync the folder: a reader sees all or nothing.
+
+    The file gets ``mode`` when given, else keeps the mode it had (a rewrite of a delivered
+    file or a private export must not widen it), else the umask's default. The temporary name
+    is unique, so two writers of one folder never share it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if mode is None and path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)  # the umask may have narrowed it
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_parquet_atomic(path: Path, table: pa.Table) -> None:
+    """:func:`write_atomic` for a Parquet table (zstd; the old file's mode kept)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_atomic(path, sink.getvalue().to_pybytes())
 
 
 def read_manifest(lake_dir: Path) -> FoldManifest:
@@ -469,16 +491,6 @@ def _micros_to_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def fold_failed_events(
     log_path: Path, lake_dir: Path, *, report: FoldReport | None = None
 ) -> FoldReport:
@@ -517,7 +529,7 @@ def fold_failed_events(
         schema=FAILED_SCHEMA,
     )
     first, last = rows[0][0], rows[-1][0]
-    _write_parquet_atomic(folder / file_name("failed", first, last, "parquet"), table)
+    write_parquet_atomic(folder / file_name("failed", first, last, "parquet"), table)
     report.failed_events += len(rows)
     report.files.append(
         f"lake/{REALTIME_DIR}/{FAILED_DIR}/{file_name('failed', first, last, 'parquet')}"
@@ -549,7 +561,7 @@ def export_provisional(
         },
         schema=PROVISIONAL_SCHEMA,
     )
-    _write_parquet_atomic(realtime_dir(lake_dir) / PROVISIONAL_NAME, table)
+    write_parquet_atomic(realtime_dir(lake_dir) / PROVISIONAL_NAME, table)
     report.provisional_customers = len({r[2] for r in rows})
     return report
 

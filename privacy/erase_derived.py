@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from decisions.store import EXPORT_TABLES, DecisionStore, default_store_path
+from events.fold import fsync_dir, write_atomic, write_parquet_atomic
 from privacy.stores import EraseOutcome, Eraser, ScanOutcome
 from privacy.suppression import (
     CUSTOMER_ID_TYPE,
@@ -174,49 +175,6 @@ class _ValueMatcher:
             }
             self.pairs_seen |= new
         return given & self.pairs_hit
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data``: a temporary in the same folder, fsync, rename; the mode
-    of the old file is kept."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    temp = path.with_name(f".{path.name}.erase-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _write_parquet_atomically(path: Path, table: pa.Table) -> None:
-    """``_atomic_write`` for a Parquet table (the old file's mode kept)."""
-    mode = path.stat().st_mode & 0o777
-    temp = path.with_name(f".{path.name}.erase-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        pq.write_table(table, temp, compression="zstd")
-        os.chmod(temp, mode)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def table_mask(table: pa.Table, person: Suppression, normalize: Normalize) -> pa.BooleanArray:
@@ -724,7 +682,7 @@ class WarehouseEraser:
                 os.fsync(handle.fileno())
             os.replace(fresh, self.path)
             self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except BaseException:
             fresh.unlink(missing_ok=True)
             raise
@@ -886,7 +844,7 @@ def _rewrite_lines(
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return changed, late
 
 
@@ -1077,7 +1035,7 @@ class _FileTreeEraser:
             if path.suffix == ".parquet":
                 table = pq.read_table(path)
                 mask = table_mask(table, person, self.normalize)
-                _write_parquet_atomically(path, table.filter(pc.invert(mask)))
+                write_parquet_atomic(path, table.filter(pc.invert(mask)))
                 dropped = int(pc.sum(mask).as_py() or 0)
             else:
                 dropped = self._rewrite_text(path, person)
@@ -1104,7 +1062,7 @@ class _FileTreeEraser:
                 dropped += 1
                 continue
             kept.append(record)
-        _atomic_write(path, b"".join(kept))
+        write_atomic(path, b"".join(kept))
         return dropped
 
 

@@ -64,6 +64,7 @@ from events.fold import (
     realtime_dir,
     state_path,
     write_atomic,
+    write_parquet_atomic,
 )
 from events.outbox import DEAD, DELIVERED, to_micros
 from privacy.config import PrivacyConfig, RetentionSettings
@@ -551,17 +552,8 @@ def _plan_rewrite(data: bytes, before: datetime, key_columns: Sequence[str]) -> 
 
 
 def _write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write, fsync and rename over ``path`` (readers see the old part or the new one)."""
-    tmp = path.with_name(f".{path.name}.retention-{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            pq.write_table(table, handle, compression="zstd", compression_level=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Readers see the old part or the new one (:func:`events.fold.write_parquet_atomic`)."""
+    write_parquet_atomic(path, table)
 
 
 def _filter_part(path: Path, rewrite: _Rewrite) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from events.outbox import transaction
 from identity import IdentitySettings, Normalizer
 from privacy.keys import Keyring, RehashReport, parse_hash
 from snapshots import (
@@ -436,16 +437,8 @@ class PrivacyStore:
             conn.close()
             self._local.conn = None
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("begin immediate")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("rollback")
-            raise
-        conn.execute("commit")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn())
 
     # suppression -----------------------------------------------------------------------------
 

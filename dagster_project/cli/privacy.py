@@ -185,17 +185,21 @@ def rehash(home: HomeOption = None) -> None:
 
 def _write_private(path: Path, payload: bytes) -> None:
     """Write ``path`` atomically, mode 0600: an export is personal data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from events.fold import write_atomic
+
+    write_atomic(path, payload, mode=0o600)
+
+
+def _progress(*, transient: bool) -> Progress:
+    """The bar the export and erasure commands show on stderr."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
 
 
 def _person(
@@ -257,14 +261,7 @@ def export(
 
     cdp_home, _, _, config_path = _settings(home)
     person, realtime = _person(customer_id, email, phone, identifier, config_path)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    progress = _progress(transient=False)
     with progress:
         tasks = {step: progress.add_task(step, total=None, start=False) for step in STEPS}
 
@@ -380,14 +377,7 @@ def erase_command(
     keyring = require_privacy_key(cdp_home, key, key_file)
     person, realtime = _person(customer_id, email, phone, identifier, config_path)
     erasers = build_erasers(cdp_home, config_path)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    progress = _progress(transient=True)
     with progress:
         task = progress.add_task("erasing", total=None)
 

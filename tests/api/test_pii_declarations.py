@@ -29,6 +29,8 @@ NOT_PERSONAL = {
     "CustomerTraits.emailSends30d": "a count",
     "CustomerTraits.emailSends90d": "a count",
     "Product.name": "a product's catalogue name",
+    "ErasureRequest.namedBy": "the identifier type a request named (email, phone, ...)",
+    "ErasureStoreStatus.detail": "counts by table and file names (erasers record no value)",
 }
 
 

@@ -36,8 +36,6 @@ import csv
 import hashlib
 import io
 import logging
-import os
-import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,7 +60,7 @@ from dagster_project.lib.ingest.lake import (
 from dagster_project.lib.ingest.readers import UnreadableFileError, read_records
 from dagster_project.lib.ingest.validate import Lineage, Validated, validate
 from dagster_project.lib.workspace import Workspace
-from events.fold import realtime_dir
+from events.fold import realtime_dir, write_atomic
 from identity import IdentitySettings, Normalizer
 from privacy.stores import EraseOutcome, ScanOutcome
 from privacy.suppression import (
@@ -358,21 +356,8 @@ def renumber(table: pa.Table, gone: np.ndarray, sha256: str) -> pa.Table:
 
 
 def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` over ``path`` atomically (tmp in the same folder, fsync, rename),
-    keeping the file's mode."""
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
-    tmp = path.with_name(f".{path.name}.erasure-{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``data`` over ``path`` atomically, keeping the file's mode."""
+    write_atomic(path, data)
 
 
 def sha256_of(data: bytes) -> str:
