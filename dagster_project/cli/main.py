@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dagster_project.cli.console import progress_bar
 from dagster_project.cli.dbt import app as dbt_app
 from dagster_project.cli.decisions import decide, decisions_app
 from dagster_project.cli.identity import app as identity_app
@@ -43,17 +43,6 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="folder for landing/, cdp.yml and ground_truth/")],
@@ -72,7 +61,7 @@ def generate(
     from dagster_project.lib.generate import GeneratorError, generate_world
 
     end_date = end.date() if end else datetime.now(UTC).date()
-    with _progress() as progress:
+    with progress_bar() as progress:
         tasks: dict[str, int] = {}
 
         def _on_step(step: str, done: int, total: int) -> None:
@@ -174,7 +163,7 @@ def run(
     require_privacy_key(settings.home, settings.privacy_key, settings.privacy_key_file)
     with (
         terminal_logging(level, console, summarized=[EVENTS_LOGGER.name]),
-        _progress() as progress,
+        progress_bar() as progress,
     ):
         task = progress.add_task("materializing", total=None)
 

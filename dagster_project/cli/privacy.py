@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from dagster_project.cli.console import console, progress_bar
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from privacy.erasure import ErasureResult
     from privacy.keys import HashedStore, Keyring, RehashReport
 
-console = Console(stderr=True)
 
 privacy_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 key_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -190,18 +189,6 @@ def _write_private(path: Path, payload: bytes) -> None:
     write_atomic(path, payload, mode=0o600)
 
 
-def _progress(*, transient: bool) -> Progress:
-    """The bar the export and erasure commands show on stderr."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=transient,
-    )
-
-
 def _person(
     customer_id: str | None,
     email: str | None,
@@ -261,7 +248,7 @@ def export(
 
     cdp_home, _, _, config_path = _settings(home)
     person, realtime = _person(customer_id, email, phone, identifier, config_path)
-    progress = _progress(transient=False)
+    progress = progress_bar(transient=False)
     with progress:
         tasks = {step: progress.add_task(step, total=None, start=False) for step in STEPS}
 
@@ -377,7 +364,7 @@ def erase_command(
     keyring = require_privacy_key(cdp_home, key, key_file)
     person, realtime = _person(customer_id, email, phone, identifier, config_path)
     erasers = build_erasers(cdp_home, config_path)
-    progress = _progress(transient=True)
+    progress = progress_bar(transient=True)
     with progress:
         task = progress.add_task("erasing", total=None)
 
