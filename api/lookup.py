@@ -13,11 +13,10 @@ from typing import Final
 from api.graphql.errors import BadInputError
 from api.snapshot import Snapshot
 from identity import IDENTIFIER_NAME_PATTERN as _TYPE_PATTERN
-from identity import Status
+from identity import LookupValueError, lookup_value
 from snapshots import ALIAS_IDENTIFIER_TYPE
 
 ALIAS_TYPE: Final[str] = ALIAS_IDENTIFIER_TYPE
-MAX_VALUE_LENGTH: Final[int] = 512
 
 
 def known_identifier_types(snapshot: Snapshot) -> list[str]:
@@ -38,28 +37,8 @@ def normalize_lookup(snapshot: Snapshot, identifier_type: str, value: str) -> tu
             f"unknown identifier type '{identifier_type[:64]}'; use one of: {', '.join(known)}",
             knownTypes=known,
         )
-    if not value or not value.strip():
-        raise BadInputError("`lookup.value` is empty")
-    if len(value) > MAX_VALUE_LENGTH:
-        raise BadInputError(f"`lookup.value` is longer than {MAX_VALUE_LENGTH} characters")
-    if kind == ALIAS_TYPE:
-        return kind, value.strip()
-    normalized, status = snapshot.normalizer.identifier(kind, value)
-    shown = value.strip()[:80]
-    if status == Status.INVALID:
-        if kind == "phone":
-            region = snapshot.normalizer.region
-            raise BadInputError(
-                f"'{shown}' is not a valid phone number (numbers without a +country code are "
-                f"read as {region}); write it in international form, e.g. +14155552671"
-            )
-        what = "email address" if kind == "email" else kind
-        raise BadInputError(f"'{shown}' is not a valid {what}")
-    if status == Status.JUNK:
-        raise BadInputError(
-            f"'{shown}' is a placeholder value (blocklisted junk such as test@example.com or "
-            "0000000000); identity never links records by it, so no customer can be found by it"
-        )
-    if normalized is None:
-        raise BadInputError("`lookup.value` is empty after normalization")
-    return kind, str(normalized)
+    normalizer = None if kind == ALIAS_TYPE else snapshot.normalizer
+    try:
+        return kind, lookup_value(normalizer, kind, value, field="`lookup.value`")
+    except LookupValueError as exc:
+        raise BadInputError(str(exc)) from exc

@@ -92,9 +92,12 @@ if TYPE_CHECKING:
     )
     from identity.model import TrainedModel, train_model
     from identity.normalize import (
+        MAX_LOOKUP_LENGTH,
+        LookupValueError,
         NormalizationReport,
         Normalizer,
         Status,
+        lookup_value,
         normalize_records,
         normalize_with_report,
     )
@@ -124,9 +127,12 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
+            "LookupValueError",
+            "MAX_LOOKUP_LENGTH",
             "NormalizationReport",
             "Normalizer",
             "Status",
+            "lookup_value",
             "normalize_records",
             "normalize_with_report",
         ),
@@ -227,6 +233,7 @@ __all__ = [
     "IDENTITY_ATTRIBUTES",
     "IDENTITY_MAP_FILE",
     "IDENTITY_MAP_SCHEMA",
+    "MAX_LOOKUP_LENGTH",
     "MODEL_FILE",
     "MODEL_OFF",
     "MODEL_REUSED",
@@ -250,6 +257,7 @@ __all__ = [
     "Evidence",
     "IdentitySettings",
     "IdentitySettingsError",
+    "LookupValueError",
     "MappingError",
     "ModelSettings",
     "NormalizationReport",
@@ -275,6 +283,7 @@ __all__ = [
     "is_valid_identifier_name",
     "load_identity_settings",
     "load_mapping",
+    "lookup_value",
     "normalize_records",
     "normalize_with_report",
     "pairwise_scores",

@@ -853,3 +853,57 @@ def normalize_records(
 ) -> pd.DataFrame:
     """The normalized record frame of the contract (absent inputs become null columns)."""
     return normalize_with_report(records, settings, today=today)[0]
+
+
+# one lookup (the API's customer(lookup:), access and erasure requests) ----------------------
+
+#: Longest identifier value a lookup accepts.
+MAX_LOOKUP_LENGTH: Final[int] = 512
+
+
+class LookupValueError(ValueError):
+    """An identifier value that names no one: empty, too long, invalid or blocklisted junk.
+
+    The message says what is wrong and how to write it; callers word it for their own users
+    (a GraphQL error, a CLI message) by re-raising it as their error type.
+    """
+
+
+def lookup_value(
+    normalizer: Normalizer | None,
+    identifier_type: str,
+    value: str,
+    *,
+    field: str = "the identifier's value",
+) -> str:
+    """The normalized value a lookup of ``identifier_type`` searches for.
+
+    ``normalizer`` None only checks and strips (ids that are not normalized, such as retired
+    customer ids). ``field`` names the value in messages (``lookup.value`` in GraphQL).
+    LookupValueError for a value that can name no one, with a message a person can act on.
+    """
+    if not value or not value.strip():
+        raise LookupValueError(f"{field} is empty")
+    if len(value) > MAX_LOOKUP_LENGTH:
+        raise LookupValueError(f"{field} is longer than {MAX_LOOKUP_LENGTH} characters")
+    if normalizer is None:
+        return value.strip()
+    normalized, status = normalizer.identifier(identifier_type, value)
+    shown = value.strip()[:80]
+    if status == Status.INVALID:
+        if identifier_type == "phone":
+            raise LookupValueError(
+                f"'{shown}' is not a valid phone number (numbers without a +country code are "
+                f"read as {normalizer.region}); write it in international form, e.g. "
+                "+14155552671"
+            )
+        what = "email address" if identifier_type == "email" else identifier_type
+        raise LookupValueError(f"'{shown}' is not a valid {what}")
+    if status == Status.JUNK:
+        raise LookupValueError(
+            f"'{shown}' is a placeholder value (blocklisted junk such as test@example.com or "
+            "0000000000); identity never links records by it, so it names no one"
+        )
+    if normalized is None:
+        raise LookupValueError(f"{field} is empty after normalization")
+    return str(normalized)

@@ -46,13 +46,18 @@ from events.processor import log_path
 from events.resolve import SnapshotView, event_identifiers
 from events.state import state_path
 from events.types import LoggedEvent
-from identity import IDENTIFIER_NAME_PATTERN, IdentitySettings, Normalizer, Status
+from identity import (
+    IDENTIFIER_NAME_PATTERN,
+    MAX_LOOKUP_LENGTH,
+    IdentitySettings,
+    LookupValueError,
+    Normalizer,
+    lookup_value,
+)
 from snapshots import ALIAS_IDENTIFIER_TYPE, SnapshotError, read_current, snapshot_folder
 
 #: Format version of the export document.
 EXPORT_VERSION: Final[int] = 1
-#: Longest identifier value accepted (the API's lookup limit).
-MAX_VALUE_LENGTH: Final[int] = 512
 #: Events read from the log per query while scanning it.
 LOG_PAGE: Final[int] = 5_000
 #: Most decisions exported (newest first); the decision log keeps a person's full history
@@ -185,30 +190,11 @@ def normalize_identifier(
             f"'{identifier_type[:64]}' is not an identifier type (lowercase letters, digits and "
             "underscores, e.g. email, phone, account_id)"
         )
-    if not value or not value.strip():
-        raise AccessError("the identifier's value is empty")
-    if len(value) > MAX_VALUE_LENGTH:
-        raise AccessError(f"the identifier's value is longer than {MAX_VALUE_LENGTH} characters")
-    if kind == ALIAS_IDENTIFIER_TYPE:
-        return kind, value.strip()
-    normalized, status = normalizer.identifier(kind, value)
-    shown = value.strip()[:80]
-    if status == Status.INVALID:
-        if kind == "phone":
-            raise AccessError(
-                f"'{shown}' is not a valid phone number (numbers without a +country code are "
-                f"read as {normalizer.region}); write it in international form, e.g. +14155552671"
-            )
-        what = "email address" if kind == "email" else kind
-        raise AccessError(f"'{shown}' is not a valid {what}")
-    if status == Status.JUNK:
-        raise AccessError(
-            f"'{shown}' is a placeholder value (blocklisted junk such as test@example.com); "
-            "identity never links records by it, so it names no one"
-        )
-    if normalized is None:
-        raise AccessError("the identifier's value is empty after normalization")
-    return kind, str(normalized)
+    try:
+        checked = lookup_value(None if kind == ALIAS_IDENTIFIER_TYPE else normalizer, kind, value)
+    except LookupValueError as exc:
+        raise AccessError(str(exc)) from exc
+    return kind, checked
 
 
 def _alias_closure(snapshot: SnapshotView | None, start: Iterable[str]) -> list[str]:
@@ -542,7 +528,7 @@ def export_person(
         start: list[str] = []
         if person.customer_id is not None:
             customer = person.customer_id.strip()
-            if not customer or len(customer) > MAX_VALUE_LENGTH:
+            if not customer or len(customer) > MAX_LOOKUP_LENGTH:
                 raise AccessError("the customer id is empty or too long")
             asked = {"customer_id": customer}
             start.append(customer)

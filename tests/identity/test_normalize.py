@@ -10,12 +10,15 @@ import pytest
 from identity import (
     ATTRIBUTE_SCHEMA,
     ATTRIBUTE_STATUSES,
+    MAX_LOOKUP_LENGTH,
     NORMALIZED_COLUMNS,
     IdentitySettings,
     IdentitySettingsError,
+    LookupValueError,
     Normalizer,
     Status,
     load_identity_settings,
+    lookup_value,
     normalize_with_report,
 )
 
@@ -353,3 +356,21 @@ def test_attributes_are_golden_ready_with_a_status_per_value() -> None:
 
 def test_attribute_statuses_are_the_normalizer_statuses() -> None:
     assert set(ATTRIBUTE_STATUSES) == {status.name.lower() for status in Status}
+
+
+def test_lookup_value_says_why_a_value_names_no_one() -> None:
+    normalizer = Normalizer(IdentitySettings())
+    assert lookup_value(normalizer, "email", "  Ann@Shop.COM ") == "ann@shop.com"
+    assert lookup_value(None, "alias_customer_id", "  c-1 ") == "c-1"  # checked, not normalized
+    cases = [
+        ("email", "   ", "the identifier's value is empty"),
+        ("email", "a" * (MAX_LOOKUP_LENGTH + 1), f"longer than {MAX_LOOKUP_LENGTH}"),
+        ("email", "not an address", "is not a valid email address"),
+        ("phone", "12", "international form"),
+        ("email", "test@example.com", "placeholder value"),
+    ]
+    for kind, value, message in cases:
+        with pytest.raises(LookupValueError, match=message):
+            lookup_value(normalizer, kind, value)
+    with pytest.raises(LookupValueError, match=r"`lookup\.value` is empty"):
+        lookup_value(normalizer, "email", "", field="`lookup.value`")
