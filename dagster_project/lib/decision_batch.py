@@ -47,8 +47,6 @@ EXPORTS_FOLDER: Final[str] = "exports"
 BATCH_CHANNEL: Final[str] = "email"
 #: Customers decided per ``decide_many`` call (facts of one chunk in memory at a time).
 BATCH_CHUNK: Final[int] = 5_000
-#: What the metadata shows instead of an address.
-MASK: Final[str] = "***"
 #: Reasons that stop a message, by precedence (the first found names a decision's outcome).
 _BLOCKING_PREFIXES: Final[tuple[str, ...]] = (
     "no_address:",

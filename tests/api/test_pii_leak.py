@@ -70,7 +70,7 @@ KEY_SCOPES = {
 #: Root fields only an admin key may use. Admin implies pii:read, so no masked key can reach
 #: them; their personal fields are the LinkedRecord/Evidence types crawled here anyway, and
 #: their masking and audit are tested in tests/api/test_explain.py.
-ADMIN_ONLY_ROOTS: frozenset[str] = frozenset({"identityExplanation"})
+ADMIN_ONLY_ROOTS: frozenset[str] = frozenset({"identityExplanation", "erasureRequest"})
 EXEMPT: frozenset[tuple[str, str]] = frozenset(
     {("Query", "identityExplanation")}
     | {
@@ -84,6 +84,28 @@ EXEMPT: frozenset[tuple[str, str]] = frozenset(
     # tests/api/test_consents_graphql.py.
     | {("Consent", "history")}
     | {("ConsentStatement", field) for field in ("isGranted", "source", "changedAt")}
+    # Erasure requests are admin only and hold no personal value (a status, counts, the type of
+    # identifier a request named, store and file names); tests/api/test_erasure_graphql.py.
+    | {("Query", "erasureRequest")}
+    | {
+        ("ErasureRequest", field)
+        for field in (
+            "id",
+            "status",
+            "namedBy",
+            "requestedAt",
+            "requestedBy",
+            "completedAt",
+            "customerIds",
+            "identifiers",
+            "message",
+            "stores",
+        )
+    }
+    | {
+        ("ErasureStoreStatus", field)
+        for field in ("store", "status", "removed", "remaining", "detail", "updatedAt")
+    }
 )
 
 
