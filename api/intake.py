@@ -45,7 +45,7 @@ from events.types import AppendResult, FailedEvent, NewEvent
 from events.write_keys import WriteKeyStore, basic_username
 from identity import IdentitySettings, Normalizer
 from privacy.erase_events import event_suppressed
-from privacy.keys import PrivacyKeyError, load_keyring
+from privacy.keys import PrivacyKeyError
 from privacy.suppression import SUPPRESSED_REASON, PrivacyStore, Suppression, SuppressionCache
 
 logger = logging.getLogger(__name__)
@@ -138,9 +138,8 @@ def intake_suppression(
     runs without suppression while the list is empty, and refuses to start (PrivacyKeyError)
     when it is not: it could not recognise the persons it must drop.
     """
-    key = settings.privacy_key.get_secret_value() if settings.privacy_key is not None else None
     try:
-        keyring = load_keyring(settings.home, key, settings.privacy_key_file)
+        keyring = settings.privacy_keyring(settings.home)
     except PrivacyKeyError as exc:
         if PrivacyStore.at(settings.home).version()[0]:
             raise PrivacyKeyError(

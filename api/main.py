@@ -69,9 +69,8 @@ class ApiState:
             WriteKeyStore(settings.write_keys_path), realtime, self.metrics.intake, suppression
         )
         # Erasure requests (admin mutation): recorded by keyed hashes, carried out by the pipeline.
-        key = settings.privacy_key.get_secret_value() if settings.privacy_key else None
-        self.erasures = ErasureRuntime.from_settings(
-            settings.home, key, settings.privacy_key_file, realtime.identifiers
+        self.erasures = ErasureRuntime(
+            settings.home, settings.privacy_keyring(settings.home), realtime.identifiers
         )
         # The stream processor's live profiles (read-only) and the real-time path's figures
         # (processor lag, outbox, deliveries), read from the shared files at each scrape.

@@ -19,7 +19,7 @@ from pathlib import Path
 from events.config import IdentifierTypes
 from privacy.access import AccessError, PersonRef
 from privacy.erasure import Planned, plan
-from privacy.keys import Keyring, load_keyring
+from privacy.keys import Keyring
 from privacy.suppression import ErasureRequest, ErasureStep, PrivacyStore
 
 
@@ -34,13 +34,6 @@ class ErasureRuntime:
     home: Path
     keyring: Keyring
     identifier_types: IdentifierTypes
-
-    @classmethod
-    def from_settings(
-        cls, home: Path, key: str | None, key_file: Path | None, types: IdentifierTypes
-    ) -> ErasureRuntime:
-        """The runtime for CDP_HOME with the settings' privacy key (required at start)."""
-        return cls(Path(home), load_keyring(Path(home), key, key_file), types)
 
     @property
     def store(self) -> PrivacyStore:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from privacy.keys import PrivacyKeySettings
 
-class ApiSettings(BaseSettings):
+
+class ApiSettings(BaseSettings, PrivacyKeySettings):
     """Settings read once by ``create_app`` (or ``cdp serve``) and passed inward."""
 
     model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
@@ -70,17 +72,6 @@ class ApiSettings(BaseSettings):
     )
     api_snapshot_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often serving/CURRENT is checked"
-    )
-
-    privacy_key: SecretStr | None = Field(
-        default=None,
-        description="CDP_PRIVACY_KEY: the key of keyed hashes of personal identifiers (hex; "
-        "several comma-separated, current first); see privacy.keys",
-    )
-    privacy_key_file: Path | None = Field(
-        default=None,
-        description="CDP_PRIVACY_KEY_FILE: file holding the privacy key(s) when CDP_PRIVACY_KEY "
-        "is not set; default CDP_HOME/secrets/privacy_key",
     )
 
     api_now: datetime | None = Field(

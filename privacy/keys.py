@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
+from pydantic import BaseModel, Field, SecretStr
+
 #: Version tag of the keyed-hash construction (first field of every hash).
 HASH_VERSION: Final[str] = "kh1"
 #: Bytes of a generated key (256 bits, the HMAC-SHA256 block's natural key size).
@@ -62,6 +64,27 @@ _HOW_TO_CREATE: Final[str] = (
     "output of `python -c 'import secrets; print(secrets.token_hex(32))'`, kept in your secret "
     "store) or CDP_PRIVACY_KEY_FILE to a file holding them"
 )
+
+
+class PrivacyKeySettings(BaseModel):
+    """Where the key comes from, as settings: one declaration for the platform's and the
+    API's settings (each adds its ``CDP_`` prefix), and one way to turn them into a keyring."""
+
+    privacy_key: SecretStr | None = Field(
+        default=None,
+        description="CDP_PRIVACY_KEY: the key of keyed hashes of personal identifiers (hex; "
+        "several comma-separated, current first); see privacy.keys",
+    )
+    privacy_key_file: Path | None = Field(
+        default=None,
+        description="CDP_PRIVACY_KEY_FILE: file holding the privacy key(s) when CDP_PRIVACY_KEY "
+        "is not set; default CDP_HOME/secrets/privacy_key",
+    )
+
+    def privacy_keyring(self, home: Path) -> Keyring:
+        """The keyring these settings name (:func:`load_keyring`); PrivacyKeyError if none."""
+        secret = self.privacy_key.get_secret_value() if self.privacy_key is not None else None
+        return load_keyring(Path(home), secret, self.privacy_key_file)
 
 
 class PrivacyKeyError(RuntimeError):

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_project.lib.config import LoadedConfig, load_config
 from dagster_project.lib.settings import PlatformSettings
 from dagster_project.lib.workspace import Workspace
-from privacy.keys import Keyring, load_keyring
+from privacy.keys import Keyring
 
 
 class CdpResource(dg.ConfigurableResource):
@@ -44,9 +44,7 @@ class CdpResource(dg.ConfigurableResource):
         Not part of the resource's config, which the UI shows: the key is read from
         CDP_PRIVACY_KEY / CDP_PRIVACY_KEY_FILE / CDP_HOME/secrets/privacy_key at use.
         """
-        settings = PlatformSettings(home=Path(self.home))
-        secret = settings.privacy_key.get_secret_value() if settings.privacy_key else None
-        return load_keyring(Path(self.home), secret, settings.privacy_key_file)
+        return PlatformSettings(home=Path(self.home)).privacy_keyring(Path(self.home))
 
     def as_of_date(self) -> date | None:
         """The date the run pretends is today, or None for a normal run."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from privacy.keys import PrivacyKeySettings
 
-class PlatformSettings(BaseSettings):
+
+class PlatformSettings(BaseSettings, PrivacyKeySettings):
     """Settings from ``CDP_*`` environment variables (or a ``.env`` file)."""
 
     model_config = SettingsConfigDict(env_prefix="CDP_", env_file=".env", extra="ignore")
@@ -21,16 +23,6 @@ class PlatformSettings(BaseSettings):
     home: Path = Field(default=Path(".cdp"), description="root of everything the platform writes")
     config: Path | None = Field(default=None, description="cdp.yml; default CDP_HOME/cdp.yml")
     as_of: date | None = Field(default=None, description="behave as if today were this date")
-    privacy_key: SecretStr | None = Field(
-        default=None,
-        description="CDP_PRIVACY_KEY: the key of keyed hashes of personal identifiers (hex; "
-        "several comma-separated, current first); see privacy.keys",
-    )
-    privacy_key_file: Path | None = Field(
-        default=None,
-        description="CDP_PRIVACY_KEY_FILE: file holding the privacy key(s) when CDP_PRIVACY_KEY "
-        "is not set; default CDP_HOME/secrets/privacy_key",
-    )
 
     api_audit_dir: Path | None = Field(
         default=None,

@@ -12,7 +12,7 @@ from dagster_project.lib.config import KIND_FIELDS, CdpConfig, FieldType, Source
 from dagster_project.lib.ingest import FileStatus, IngestError, IngestReport, ingest_source
 from dagster_project.lib.markdown import markdown_table
 from dagster_project.lib.settings import PlatformSettings
-from privacy.keys import PrivacyKeyError, load_keyring
+from privacy.keys import PrivacyKeyError
 from privacy.suppression import (
     Normalize,
     PrivacyStore,
@@ -53,13 +53,8 @@ def load_suppression(home: Path) -> tuple[Suppression, Normalize] | None:
     store = PrivacyStore.at(home)
     if not store.exists() or store.version()[0] == 0:
         return None
-    settings = PlatformSettings(home=home)
     try:
-        keyring = load_keyring(
-            home,
-            settings.privacy_key.get_secret_value() if settings.privacy_key else None,
-            settings.privacy_key_file,
-        )
+        keyring = PlatformSettings(home=home).privacy_keyring(home)
     except PrivacyKeyError as exc:
         raise dg.Failure(
             description=f"erased persons must be dropped at ingest, but the privacy key is "
