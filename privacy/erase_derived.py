@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 
 from decisions.store import EXPORT_TABLES, DecisionStore, default_store_path
 from events.fold import fsync_dir, write_atomic, write_parquet_atomic
+from events.outbox import transaction
 from privacy.stores import EraseOutcome, Eraser, ScanOutcome
 from privacy.suppression import (
     CUSTOMER_ID_TYPE,
@@ -449,8 +450,7 @@ class ServingEraser:
                 # world's 1.6 GB snapshot); no journal: a failed copy is thrown away whole
                 conn.execute("pragma secure_delete = on")
                 conn.execute("pragma journal_mode = off")
-                conn.execute("begin immediate")
-                try:
+                with transaction(conn):
                     for table, wheres in conditions.items():
                         deleted = 0
                         for where in wheres:
@@ -459,10 +459,6 @@ class ServingEraser:
                             ).rowcount
                         if deleted:
                             removed[table] = deleted
-                    conn.execute("commit")
-                except BaseException:
-                    conn.execute("rollback")
-                    raise
                 # the publisher counted the source; the copy lacks exactly what was deleted
                 tables = {
                     table: rows - removed.get(table, 0) for table, rows in manifest.tables.items()

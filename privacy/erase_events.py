@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from events.config import IdentifierTypes
 from events.fold import FAILED_DIR, PROVISIONAL_NAME, realtime_dir
-from events.outbox import DEAD, ERASED_ERROR, PENDING
+from events.outbox import DEAD, ERASED_ERROR, PENDING, transaction
 from events.processor import log_path
 from events.resolve import event_identifiers
 from events.state import now_micros, state_path
@@ -428,18 +428,12 @@ class EventsEraser:
                 )
                 doomed = sorted(v for v in wanted if v != newest)
                 for part in _chunks(doomed, DELETE_CHUNK):
-                    with lock():
-                        conn.execute("begin immediate")
-                        try:
-                            for small in _chunks(part):
-                                removed[label] += conn.execute(
-                                    f"delete from {table} where {key} in ({_marks(len(small))})",
-                                    list(small),
-                                ).rowcount
-                            conn.execute("commit")
-                        except BaseException:
-                            conn.execute("rollback")
-                            raise
+                    with lock(), transaction(conn):
+                        for small in _chunks(part):
+                            removed[label] += conn.execute(
+                                f"delete from {table} where {key} in ({_marks(len(small))})",
+                                list(small),
+                            ).rowcount
                 if newest in wanted:
                     with lock():
                         removed[label] += conn.execute(
@@ -497,8 +491,7 @@ class EventsEraser:
             ids = sorted(state.ids)
             if not ids and not dead and not links:
                 return removed
-            conn.execute("begin immediate")
-            try:
+            with transaction(conn):
                 for part in _chunks(ids):
                     marks = _marks(len(part))
                     for table in CUSTOMER_TABLES:
@@ -531,10 +524,6 @@ class EventsEraser:
                         list(part),
                     ).rowcount
                     _add(removed, "state.dead_events", count)
-                conn.execute("commit")
-            except BaseException:
-                conn.execute("rollback")
-                raise
             if any(removed.values()):
                 _scrub(conn, _no_lock, self.state_path, notes)
         finally:

@@ -66,7 +66,7 @@ from events.fold import (
     write_atomic,
     write_parquet_atomic,
 )
-from events.outbox import DEAD, DELIVERED, to_micros
+from events.outbox import DEAD, DELIVERED, to_micros, transaction
 from privacy.config import PrivacyConfig, RetentionSettings
 
 logger = logging.getLogger(__name__)
@@ -262,18 +262,12 @@ def _delete_chunked(
     """Delete ``where`` rows in chunks of DELETE_CHUNK, one short write transaction each."""
     removed = 0
     while True:
-        with lock():
-            conn.execute("begin immediate")
-            try:
-                count = conn.execute(
-                    f"delete from {table} where {key} in (select {key} from {table} "
-                    f"where {where} order by {key} limit {DELETE_CHUNK})",
-                    tuple(params),
-                ).rowcount
-                conn.execute("commit")
-            except BaseException:
-                conn.execute("rollback")
-                raise
+        with lock(), transaction(conn):
+            count = conn.execute(
+                f"delete from {table} where {key} in (select {key} from {table} "
+                f"where {where} order by {key} limit {DELETE_CHUNK})",
+                tuple(params),
+            ).rowcount
         removed += count
         if count < DELETE_CHUNK:
             return removed
@@ -423,16 +417,11 @@ def purge_state(home: Path, cutoff: datetime) -> StoreReport:
     conn = _connect(path)
     try:
         conn.execute("pragma journal_mode = wal")
-        conn.execute("begin immediate")
-        try:
+        with transaction(conn):
             for table, where, params in plan:
                 if _has_table(conn, table):
                     count = conn.execute(f"delete from {table} where {where}", params).rowcount
                     report.rows_removed[table] = count
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
         if report.total_removed:
             _shrink(conn, _no_lock)
     finally:
