@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from events.types import LoggedEvent
 from events.write_keys import create_write_key
 from privacy.access import PersonRef, export_person
 from snapshots import DATABASE_FILE, read_current, snapshot_folder
+from tests.support.api_harness import start_server, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -154,36 +154,19 @@ def home(sample_world: Path, world_end: date, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def api(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`cdp serve` on the published snapshot: (url, admin key)."""
-    from tests.support.api_harness import free_port
-
+    """`cdp serve` (2 workers) on the published snapshot: (url, admin key). Its audit log
+    stays under CDP_HOME, where erasure must reach it."""
     admin = create_key(home / "api_keys.yml", "erasure-admin", ["admin"])
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)],
-            env={**os.environ, "CDP_HOME": str(home)},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    server = start_server(
+        home,
+        tmp_path_factory.mktemp("server"),
+        workers=2,
+        env={"CDP_API_AUDIT_DIR": str(home / "audit")},
+    )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield url, admin
+        yield server.url, admin
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_server(server)
 
 
 def _lookup(url: str, key: str, kind: str, value: str) -> Any:
